@@ -626,7 +626,7 @@ func (m *Machine) latchFlow(f *rec, cov []*childRec, want *Want, parent *rec) er
 	var peerID string
 	disp := DispositionDefault
 	if anchor != nil {
-		peer, prot, peerID, disp = anchor.peer, anchor.prot, anchor.ike.RemoteID, anchor.pol.OnBreak
+		peer, prot, peerID = anchor.peer, anchor.prot, anchor.ike.RemoteID
 	}
 	if parent != nil {
 		if parent.peer.Kind != 0 {
@@ -653,6 +653,10 @@ func (m *Machine) latchFlow(f *rec, cov []*childRec, want *Want, parent *rec) er
 	if anchor == nil && want == nil || peer.Kind == 0 || prot == nil {
 		return ErrNoSA
 	}
+	pol := m.policies[polKey{prot.Conn, prot.Child}]
+	if disp == DispositionDefault && pol != nil {
+		disp = pol.OnBreak
+	}
 	if want != nil {
 		for _, c := range cov {
 			if c.peer != peer || c.prot != prot {
@@ -676,8 +680,8 @@ func (m *Machine) latchFlow(f *rec, cov []*childRec, want *Want, parent *rec) er
 	f.noAuto = false
 	f.qopIndet = anchor != nil && !(len(anchor.local) == 1 && anchor.local[0].single(f.tuple.Proto) &&
 		len(anchor.remote) == 1 && anchor.remote[0].single(f.tuple.Proto))
-	if p := m.policies[polKey{prot.Conn, prot.Child}]; p != nil {
-		f.policyBroken = !p.allows(*prot)
+	if pol != nil {
+		f.policyBroken = !pol.allows(*prot)
 	}
 	for _, c := range cov {
 		if f.congruent(c) {

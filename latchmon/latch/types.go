@@ -74,6 +74,9 @@ type Tuple struct {
 }
 
 func (t Tuple) String() string {
+	if !t.Remote.IsValid() {
+		return protoString(t.Proto) + " " + t.Local.String()
+	}
 	return protoString(t.Proto) + " " + t.Local.String() + " " + t.Remote.String()
 }
 
