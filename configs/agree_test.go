@@ -153,7 +153,7 @@ connections {
 		"pubkey/peer.pub":    "PEER KEY\n",
 	}},
 	{name: "empty file", files: map[string]string{
-		"swanctl.conf": "connections { a { local { certs = empty.pem } } }\n",
+		"swanctl.conf":   "connections { a { local { certs = empty.pem } } }\n",
 		"x509/empty.pem": "",
 	}},
 	{name: "syntax error", fail: true, files: map[string]string{"swanctl.conf": "connections {\n a { }\n b.c { }\n}\n"}},
