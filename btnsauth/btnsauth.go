@@ -72,16 +72,18 @@ type Key struct {
 	Identity string
 	// Trusted reports whether the key may authenticate peers.
 	Trusted bool
-	// Scopes names the scopes the key belongs to; none means every policy
-	// that accepts all keys.
+	// Scopes names the scopes the key is valid in; none means every BTNS
+	// policy.
 	Scopes []string
 }
 
 // Peers says which trusted keys a policy accepts.
 type Peers struct {
-	// All accepts every trusted key that has no scope.
+	// All accepts every trusted key that has no scope (a key valid for
+	// every BTNS policy).
 	All bool
-	// Scope accepts the trusted keys in this scope.
+	// Scope accepts the trusted keys valid in this scope: those of the
+	// scope and those that have no scope.
 	Scope string
 	// Fingerprints accepts exactly these keys (hex), if trusted, whatever
 	// their scope.
@@ -253,7 +255,7 @@ func Accepted(sel Peers, keys []Key) []Key {
 				out = append(out, k)
 			}
 		case sel.Scope != "":
-			if slices.Contains(k.Scopes, sel.Scope) {
+			if len(k.Scopes) == 0 || slices.Contains(k.Scopes, sel.Scope) {
 				out = append(out, k)
 			}
 		case sel.All:

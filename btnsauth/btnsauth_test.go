@@ -60,9 +60,10 @@ func TestExpand(t *testing.T) {
 			},
 		},
 		{
-			name:   "scope selects scoped keys and their stored identity",
+			name:   "scope selects the scope's keys (with their stored identity) and unscoped keys",
 			policy: Policy{Name: "q", Body: msg(t, `{"remote_addrs":["10.99.0.0/24"]}`), Peers: Peers{Scope: "lab"}},
 			want: map[string]string{
+				"btns.q.bb00000000000000": `{"remote_addrs":["10.99.0.0/24"],"local":{"auth":"pubkey","pubkeys":["` + jsonEsc(hostPEM) + `"]},"remote":{"auth":"pubkey","pubkeys":["` + jsonEsc(pemB) + `"],"id":"keyid:#b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1"}}`,
 				"btns.q.cc00000000000000": `{"remote_addrs":["10.99.0.0/24"],"local":{"auth":"pubkey","pubkeys":["` + jsonEsc(hostPEM) + `"]},"remote":{"auth":"pubkey","pubkeys":["` + jsonEsc(pemC) + `"],"id":"gw.example.org"}}`,
 			},
 		},
@@ -89,7 +90,7 @@ func TestExpand(t *testing.T) {
 		},
 		{
 			name:   "no accepted key and no anonymous: nothing to load",
-			policy: Policy{Name: "none", Body: msg(t, `{}`), Peers: Peers{Scope: "nobody"}},
+			policy: Policy{Name: "none", Body: msg(t, `{}`), Peers: Peers{Fingerprints: []string{fpD}}},
 			want:   map[string]string{},
 		},
 	}
