@@ -32,6 +32,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/btnsd/btnsd/configs"
+	"github.com/btnsd/btnsd/fingerprints"
 	"github.com/btnsd/btnsd/vici"
 )
 
@@ -57,70 +59,6 @@ const AnonymousSecretID = Prefix + "anonymous-psk"
 // Owned reports whether btnsd owns the charon connection called name.
 func Owned(name string) bool { return strings.HasPrefix(name, Prefix) }
 
-// Key is a public key of the key store, as the PAD needs it.
-type Key struct {
-	// Fingerprint is the SHA-256 of the SubjectPublicKeyInfo, lowercase hex.
-	Fingerprint string
-	// KeyID is charon's key identity, the SHA-1 of the SubjectPublicKeyInfo,
-	// lowercase hex without colons.
-	KeyID string
-	// PEM is the public key (SubjectPublicKeyInfo) in PEM, as charon takes
-	// it in pubkeys.
-	PEM []byte
-	// Identity is the IKE identity the peer asserts, when it is not its
-	// keyid (peers that are not btnsd hosts); empty for keyid.
-	Identity string
-	// Trusted reports whether the key may authenticate peers.
-	Trusted bool
-	// Scopes names the scopes the key is valid in; none means every BTNS
-	// policy.
-	Scopes []string
-}
-
-// Peers says which trusted keys a policy accepts.
-type Peers struct {
-	// All accepts every trusted key that has no scope (a key valid for
-	// every BTNS policy).
-	All bool
-	// Scope accepts the trusted keys valid in this scope: those of the
-	// scope and those that have no scope.
-	Scope string
-	// Fingerprints accepts exactly these keys (hex), if trusted, whatever
-	// their scope.
-	Fingerprints []string
-}
-
-// LocalAuth says how the host authenticates itself.
-type LocalAuth int
-
-const (
-	// LocalHostKey authenticates with btnsd's host key (the default).
-	LocalHostKey LocalAuth = iota
-	// LocalConfig keeps the policy's own local sections (a certificate, a
-	// PSK...): RFC 5387's asymmetric modes.
-	LocalConfig
-)
-
-// Policy is one BTNS-flagged connection of a policy file.
-type Policy struct {
-	// Name is the connection's name in the policy file.
-	Name string
-	// Body is the load-conn body swanctl would send for the connection,
-	// without btnsd's keys.
-	Body *vici.Msg
-	// Peers selects the trusted keys.
-	Peers Peers
-	// Anonymous accepts unknown peers with the public PSK.
-	Anonymous bool
-	// Local selects the local authentication.
-	Local LocalAuth
-}
-
-// HostKey is this host's public key.
-type HostKey struct {
-	PEM []byte
-}
-
 // Conn is one charon connection of the expanded PAD.
 type Conn struct {
 	// Name is the charon connection name (starts with Prefix).
@@ -128,7 +66,7 @@ type Conn struct {
 	// Policy is the policy connection it comes from.
 	Policy string
 	// Peer is the fingerprint (hex) of the pinned key; empty for the
-	// anonymous connection.
+	// anonymous connection and for connections without the BTNS flag.
 	Peer string
 	// Anonymous marks the public-PSK connection.
 	Anonymous bool
@@ -169,22 +107,29 @@ var ErrPolicy = errors.New("btnsauth: invalid BTNS policy")
 // keys of a remote round that btnsd owns in a BTNS connection.
 var ownedRemoteKeys = []string{"auth", "id", "pubkeys", "certs", "cacerts", "eap_id", "xauth_id"}
 
-// Expand returns the charon connections of policy p for the given keys
-// (the whole store: Expand picks the ones p accepts) and host key. The
-// result is sorted by name. It fails when the policy sets what btnsd must
+// Expand returns the charon connections of the policy connection c, given
+// the key store's entries (Expand picks those c accepts) and the host's
+// public key. A connection without the BTNS flag becomes one connection,
+// its body as swanctl would send it, under an owned name. The result is
+// sorted by name. Expand fails when a BTNS connection sets what btnsd must
 // own: the remote authentication, or a second remote round.
-func Expand(p Policy, keys []Key, host HostKey) ([]Conn, error) {
-	if p.Name == "" {
+func Expand(c *configs.Conn, keys []fingerprints.Entry, host *fingerprints.PublicKey) ([]Conn, error) {
+	if c.Name == "" {
 		return nil, fmt.Errorf("%w: empty connection name", ErrPolicy)
 	}
-	if p.Body == nil {
-		p.Body = vici.NewMsg()
+	body := c.Body
+	if body == nil {
+		body = vici.NewMsg()
 	}
-	remote, err := remoteTemplate(p)
+	if !c.Policy.Enabled {
+		return []Conn{{Name: Prefix + c.Name, Policy: c.Name, Body: body}}, nil
+	}
+	p := &c.Policy
+	remote, err := remoteTemplate(c.Name, body)
 	if err != nil {
 		return nil, err
 	}
-	base := p.Body.Clone()
+	base := body.Clone()
 	for _, k := range base.Keys() {
 		if k == "remote" || strings.HasPrefix(k, "remote-") {
 			base.Delete(k)
@@ -193,11 +138,11 @@ func Expand(p Policy, keys []Key, host HostKey) ([]Conn, error) {
 	if base.Get("remote_addrs") == nil {
 		base.Set("remote_addrs", []string{"%any"})
 	}
-	if p.Local == LocalHostKey {
-		if len(host.PEM) == 0 {
-			return nil, fmt.Errorf("%w: %s: no host key to authenticate with", ErrPolicy, p.Name)
+	if p.Local != configs.LocalConfig {
+		if host == nil {
+			return nil, fmt.Errorf("%w: %s: no host key to authenticate with", ErrPolicy, c.Name)
 		}
-		local, err := localHostKey(p, host)
+		local, err := localHostKey(c.Name, body, host)
 		if err != nil {
 			return nil, err
 		}
@@ -211,79 +156,84 @@ func Expand(p Policy, keys []Key, host HostKey) ([]Conn, error) {
 
 	var out []Conn
 	for _, k := range Accepted(p.Peers, keys) {
-		body := base.Clone()
+		b := base.Clone()
 		r := remote.Clone()
 		r.Set("auth", "pubkey")
-		r.Set("pubkeys", []string{string(k.PEM)})
-		id := k.Identity
-		if id == "" {
-			id = "keyid:#" + k.KeyID
-		}
-		r.Set("id", id)
-		body.Set("remote", r)
-		out = append(out, Conn{Name: ConnName(p.Name, k.Fingerprint), Policy: p.Name, Peer: k.Fingerprint, Body: body})
+		r.Set("pubkeys", []string{string(k.Key.PEM())})
+		r.Set("id", PeerID(k))
+		b.Set("remote", r)
+		fp := k.Key.Fingerprint.Hex()
+		out = append(out, Conn{Name: ConnName(c.Name, fp), Policy: c.Name, Peer: fp, Body: b})
 	}
 	if p.Anonymous {
-		body := base.Clone()
+		b := base.Clone()
 		// The anonymous side is symmetric by default: an unknown peer
 		// cannot verify our raw key either.
-		if p.Local == LocalHostKey {
-			body.Set("local", anonLocal(body.Section("local")))
+		if p.Local != configs.LocalConfig {
+			b.Set("local", anonLocal(b.Section("local")))
 		}
-		body.Set("unique", "never")
+		b.Set("unique", "never")
 		r := remote.Clone()
 		r.Set("auth", "psk")
 		r.Set("id", "%any")
-		body.Set("remote", r)
-		out = append(out, Conn{Name: ConnName(p.Name, ""), Policy: p.Name, Anonymous: true, Body: body})
+		b.Set("remote", r)
+		out = append(out, Conn{Name: ConnName(c.Name, ""), Policy: c.Name, Anonymous: true, Body: b})
 	}
 	slices.SortFunc(out, func(a, b Conn) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
-// Accepted returns the keys of the store that a policy with the given peer
-// selection accepts, in store order. Untrusted keys are never accepted.
-func Accepted(sel Peers, keys []Key) []Key {
-	var out []Key
+// PeerID is the remote identity under which a key is pinned: the IKE
+// identity stored with the key, or charon's keyid of the key, which is
+// what a raw key asserts by default.
+func PeerID(e fingerprints.Entry) string {
+	if !e.Identity.IsZero() {
+		return e.Identity.String()
+	}
+	return e.Key.KeyID.Swanctl()
+}
+
+// Accepted returns the entries a BTNS connection with the given peer
+// selection accepts, in the order given. Untrusted keys are never
+// accepted; scopes are the key store's (Entry.Accepts).
+func Accepted(sel configs.Peers, keys []fingerprints.Entry) []fingerprints.Entry {
+	var out []fingerprints.Entry
 	for _, k := range keys {
-		if !k.Trusted {
-			continue
+		ok := false
+		switch sel.Mode {
+		case configs.PeersAll, "":
+			ok = k.Accepts("")
+		case configs.PeersScope:
+			ok = k.Accepts(sel.Scope)
+		case configs.PeersList:
+			ok = k.Trust == fingerprints.Trusted && slices.ContainsFunc(sel.Fingerprints, func(f configs.Fingerprint) bool {
+				return fingerprints.Fingerprint(f) == k.Key.Fingerprint
+			})
 		}
-		switch {
-		case len(sel.Fingerprints) > 0:
-			if slices.Contains(sel.Fingerprints, k.Fingerprint) {
-				out = append(out, k)
-			}
-		case sel.Scope != "":
-			if len(k.Scopes) == 0 || slices.Contains(k.Scopes, sel.Scope) {
-				out = append(out, k)
-			}
-		case sel.All:
-			if len(k.Scopes) == 0 {
-				out = append(out, k)
-			}
+		if ok {
+			out = append(out, k)
 		}
 	}
 	return out
 }
 
-func remoteTemplate(p Policy) (*vici.Msg, error) {
+func remoteTemplate(name string, body *vici.Msg) (*vici.Msg, error) {
 	remote := vici.NewMsg()
 	rounds := 0
-	for _, k := range p.Body.Keys() {
+	for _, k := range body.Keys() {
 		if !strings.HasPrefix(k, "remote-") && k != "remote" {
 			continue
 		}
-		sec := p.Body.Section(k)
+		sec := body.Section(k)
 		if sec == nil {
 			continue
 		}
 		if rounds++; rounds > 1 {
-			return nil, fmt.Errorf("%w: %s: %s: a BTNS connection has one remote authentication round, which btnsd sets", ErrPolicy, p.Name, k)
+			return nil, fmt.Errorf("%w: %s: %s: a BTNS connection has one remote authentication round, which btnsd sets", ErrPolicy, name, k)
 		}
 		for _, owned := range ownedRemoteKeys {
 			if sec.Get(owned) != nil {
-				return nil, fmt.Errorf("%w: %s: %s.%s is set by btnsd for BTNS connections (the peer is its key); remove it", ErrPolicy, p.Name, k, owned)
+				return nil, fmt.Errorf("%w: %s: %s.%s is set by btnsd for BTNS connections (the peer is its key); remove it", ErrPolicy, name, k, owned)
 			}
 		}
 		remote = sec.Clone()
@@ -291,29 +241,29 @@ func remoteTemplate(p Policy) (*vici.Msg, error) {
 	return remote, nil
 }
 
-func localHostKey(p Policy, host HostKey) (*vici.Msg, error) {
+func localHostKey(name string, body *vici.Msg, host *fingerprints.PublicKey) (*vici.Msg, error) {
 	local := vici.NewMsg()
 	rounds := 0
-	for _, k := range p.Body.Keys() {
+	for _, k := range body.Keys() {
 		if k != "local" && !strings.HasPrefix(k, "local-") {
 			continue
 		}
-		sec := p.Body.Section(k)
+		sec := body.Section(k)
 		if sec == nil {
 			continue
 		}
 		if rounds++; rounds > 1 {
-			return nil, fmt.Errorf("%w: %s: %s: with the host key, a BTNS connection has one local round; use local = config for your own", ErrPolicy, p.Name, k)
+			return nil, fmt.Errorf("%w: %s: %s: with the host key, a BTNS connection has one local round; use local = config for your own", ErrPolicy, name, k)
 		}
 		for _, owned := range []string{"auth", "pubkeys", "certs"} {
 			if sec.Get(owned) != nil {
-				return nil, fmt.Errorf("%w: %s: %s.%s conflicts with the host key; use local = config to authenticate otherwise", ErrPolicy, p.Name, k, owned)
+				return nil, fmt.Errorf("%w: %s: %s.%s conflicts with the host key; use local = config to authenticate otherwise", ErrPolicy, name, k, owned)
 			}
 		}
 		local = sec.Clone()
 	}
 	local.Set("auth", "pubkey")
-	local.Set("pubkeys", []string{string(host.PEM)})
+	local.Set("pubkeys", []string{string(host.PEM())})
 	return local, nil
 }
 
