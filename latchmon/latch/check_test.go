@@ -36,6 +36,9 @@ func (m *Machine) check() error {
 		if r.lost && len(r.bound) > 0 {
 			return fmt.Errorf("latch %d lost with SAs %v", id, r.info().SAs)
 		}
+		if hasDup(r.bound) || hasDup(r.conflicts) {
+			return fmt.Errorf("latch %d: child SA recorded twice", id)
+		}
 		for _, c := range r.bound {
 			if _, ok := c.latches[r]; !ok || m.children[c.id] != c || !r.congruent(c) || !covers(c.local, c.remote, r.tuple) {
 				return fmt.Errorf("latch %d: bad binding to child SA %d", id, c.id)
@@ -115,4 +118,15 @@ func (m *Machine) check() error {
 		}
 	}
 	return nil
+}
+
+func hasDup[T comparable](s []T) bool {
+	seen := map[T]bool{}
+	for _, x := range s {
+		if seen[x] {
+			return true
+		}
+		seen[x] = true
+	}
+	return false
 }

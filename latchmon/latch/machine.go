@@ -434,12 +434,14 @@ func (m *Machine) childUp(c Child) error {
 		}
 		n.val.cs = append(n.val.cs, cr)
 	}
-	m.applyChild(cr)
+	m.applyChild(cr, false)
 	return nil
 }
 
-// applyChild judges the flows and listening sockets that a child SA covers.
-func (m *Machine) applyChild(cr *childRec) {
+// applyChild judges the flows and listening sockets that a new child SA
+// covers; with pendingOnly (a policy that starts latching), only those not
+// latched yet.
+func (m *Machine) applyChild(cr *childRec, pendingOnly bool) {
 	m.flowStamp++
 	stamp := m.flowStamp
 	for _, s := range cr.remote {
@@ -450,7 +452,7 @@ func (m *Machine) applyChild(cr *childRec) {
 					continue
 				}
 				f.mark = stamp
-				if covers(cr.local, cr.remote, f.tuple) {
+				if (!pendingOnly || f.id == 0) && covers(cr.local, cr.remote, f.tuple) {
 					m.covered(f, cr)
 				}
 			}
@@ -939,7 +941,7 @@ func (m *Machine) policyChanged(p Policy) error {
 	if !wasLatch && pr.Latch && !pr.Removed {
 		for _, c := range sortedChildren(m.children) {
 			if c.pol == pr {
-				m.applyChild(c)
+				m.applyChild(c, true)
 			}
 		}
 	}
