@@ -32,6 +32,8 @@ type CommandError struct {
 	Log []string
 }
 
+// Error returns "vici: <command> failed: <errmsg>", with the control-log
+// lines, if any, in parentheses.
 func (e *CommandError) Error() string {
 	var b strings.Builder
 	b.WriteString("vici: ")
@@ -119,7 +121,8 @@ func (c *Client) Close() error {
 }
 
 // Stats returns how many times each VICI command was sent to charon since
-// New, including retries; for tests and metrics. The map is a copy.
+// New (a call that could not connect sends nothing and is not counted);
+// for tests and metrics. The map is a copy.
 func (c *Client) Stats() map[string]uint64 {
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
@@ -174,6 +177,10 @@ func (c *Client) do(ctx context.Context, cmd string, extra time.Duration, fn fun
 	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		// Expired while queued behind another call: the session is fine.
+		return fmt.Errorf("vici: %s: %w", cmd, err)
+	}
 	s, err := c.sessionLocked(ctx)
 	if err != nil {
 		return fmt.Errorf("vici: %s: %w", cmd, err)

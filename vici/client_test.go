@@ -362,3 +362,33 @@ func TestListSAsDecodeError(t *testing.T) {
 		t.Fatalf("after a decode error: %v, %d connections", err, f.numConns())
 	}
 }
+
+func TestClientQueuedCallExpires(t *testing.T) {
+	f := newFakeCharon(t)
+	release := make(chan struct{})
+	f.handle = func(_ *fakeConn, cmd string, _ *Msg) reply {
+		if cmd == "slow" {
+			<-release
+		}
+		return reply{resp: NewMsg()}
+	}
+	c := New(f.path)
+	defer c.Close()
+	done := make(chan error)
+	go func() { _, err := c.Call(t.Context(), "slow", nil); done <- err }()
+	for len(f.cmds()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	go func() { time.Sleep(50 * time.Millisecond); close(release) }()
+	if _, err := c.Call(ctx, "version", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("queued call: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Call(t.Context(), "version", nil); err != nil || f.numConns() != 1 {
+		t.Errorf("after: %v, %d connections (the session must survive)", err, f.numConns())
+	}
+}

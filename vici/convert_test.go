@@ -58,3 +58,20 @@ func equalStrings(a, b []string) bool {
 	}
 	return true
 }
+
+// BenchmarkLoadConnMsg measures building the govici message of a typical
+// BTNS connection (one pinned key, one child), the per-connection work
+// LoadConn adds on top of the socket round trip.
+func BenchmarkLoadConnMsg(b *testing.B) {
+	key := string(make([]byte, 44))
+	conn := msgOf(
+		"version", "2", "remote_addrs", []string{"%any"}, "unique", "never",
+		"local", msgOf("auth", "pubkey", "pubkeys", []string{key}),
+		"remote", msgOf("auth", "pubkey", "pubkeys", []string{key}, "id", "keyid:#a501103982..."),
+		"children", msgOf("c", msgOf("local_ts", []string{"dynamic"}, "remote_ts", []string{"dynamic"}, "mode", "transport")),
+	)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = toGovici(LoadConnMsg("btns-0123456789abcdef", conn))
+	}
+}

@@ -84,13 +84,26 @@ type Log struct {
 	Msg     string
 }
 
-func (e IKEUpDown) EventTime() time.Time   { return e.Time }
+// EventTime returns the time the event was received.
+func (e IKEUpDown) EventTime() time.Time { return e.Time }
+
+// EventTime returns the time the event was received.
 func (e ChildUpDown) EventTime() time.Time { return e.Time }
-func (e IKERekey) EventTime() time.Time    { return e.Time }
-func (e ChildRekey) EventTime() time.Time  { return e.Time }
-func (e IKEUpdate) EventTime() time.Time   { return e.Time }
-func (e Resync) EventTime() time.Time      { return e.Time }
-func (e Log) EventTime() time.Time         { return e.Time }
+
+// EventTime returns the time the event was received.
+func (e IKERekey) EventTime() time.Time { return e.Time }
+
+// EventTime returns the time the event was received.
+func (e ChildRekey) EventTime() time.Time { return e.Time }
+
+// EventTime returns the time the event was received.
+func (e IKEUpdate) EventTime() time.Time { return e.Time }
+
+// EventTime returns the time the event was received.
+func (e Resync) EventTime() time.Time { return e.Time }
+
+// EventTime returns the time the event was received.
+func (e Log) EventTime() time.Time { return e.Time }
 
 func (IKEUpDown) isEvent()   {}
 func (ChildUpDown) isEvent() {}

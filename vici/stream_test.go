@@ -3,6 +3,7 @@ package vici
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -184,10 +185,9 @@ func TestWatchEventDuringSubscribe(t *testing.T) {
 func TestWatchSubscribeTimeout(t *testing.T) {
 	checkLeaks(t)
 	f := newFakeCharon(t)
-	first := true
+	var answered atomic.Bool
 	f.onRegister = func(fc *fakeConn, event string) {
-		if first {
-			first = false
+		if !answered.Swap(true) {
 			time.Sleep(300 * time.Millisecond) // charon does not answer in time
 		}
 	}
