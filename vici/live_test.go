@@ -6,24 +6,22 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/btnsd/btnsd/integration/lab"
 )
 
-// TestLive runs the Client and Watch against a real charon when
-// VICI_LIVE_SOCKET names its VICI socket (a throwaway charon: the test
-// loads and unloads a connection, a key and a shared secret). The
-// integration package has the full two-host tests; this is a smoke test of
-// the protocol details (key names, error texts) on one charon.
+// TestLive runs the Client and Watch against a real charon in a lab host
+// (package integration/lab). The integration package has the full two-host
+// tests; this checks the protocol details (key names, error texts) on one
+// charon.
 func TestLive(t *testing.T) {
-	sock := os.Getenv("VICI_LIVE_SOCKET")
-	if sock == "" {
-		t.Skip("VICI_LIVE_SOCKET not set")
-	}
+	l := lab.Start(t, lab.Options{Hosts: []string{"a"}})
+	lab.StartCharons(t, l)
+	sock := l.Host("a").VICISocket()
 	ctx := t.Context()
 	c := New(sock, WithLogf(t.Logf))
 	defer c.Close()
@@ -147,16 +145,13 @@ func TestLive(t *testing.T) {
 	t.Logf("stats: %v", c.Stats())
 }
 
-// TestLivePair brings up SAs between two charons and checks the events and
-// listings that result, when VICI_LIVE_SOCKET and VICI_LIVE_PEER_SOCKET
-// name their sockets and VICI_LIVE_ADDRS their addresses ("10.97.0.1,
-// 10.97.0.2"; CHILD_SAs need kernel ESP or kernel-libipsec).
+// TestLivePair brings up SAs between two charons of lab hosts and checks
+// the events and listings that result.
 func TestLivePair(t *testing.T) {
-	sockA, sockB := os.Getenv("VICI_LIVE_SOCKET"), os.Getenv("VICI_LIVE_PEER_SOCKET")
-	addrA, addrB, _ := strings.Cut(os.Getenv("VICI_LIVE_ADDRS"), ",")
-	if sockA == "" || sockB == "" || addrB == "" {
-		t.Skip("VICI_LIVE_SOCKET, VICI_LIVE_PEER_SOCKET or VICI_LIVE_ADDRS not set")
-	}
+	l := lab.Start(t, lab.Options{Hosts: []string{"a", "b"}})
+	lab.StartCharons(t, l)
+	sockA, sockB := l.Host("a").VICISocket(), l.Host("b").VICISocket()
+	addrA, addrB := l.Host("a").Addr4.String(), l.Host("b").Addr4.String()
 	ctx := t.Context()
 	a, b := New(sockA, WithLogf(t.Logf)), New(sockB, WithLogf(t.Logf))
 	defer a.Close()
