@@ -64,12 +64,16 @@ type childRec struct {
 	conflicts     map[*rec]struct{} // latches this SA conflicts with
 	mark          uint32
 	snapGen       uint64
+	desc          string // String, made on first use
 }
 
 func (c *childRec) autoLatch() bool { return c.pol.Latch && !c.pol.Removed }
 
 func (c *childRec) String() string {
-	return fmt.Sprintf("child SA %d (%s/%s)", c.id, c.prot.Conn, c.prot.Child)
+	if c.desc == "" {
+		c.desc = fmt.Sprintf("child SA %d (%s/%s)", c.id, c.prot.Conn, c.prot.Child)
+	}
+	return c.desc
 }
 
 type saSet struct{ cs []*childRec }
@@ -560,9 +564,65 @@ func (m *Machine) childRekeyed(old uint64, nw Child) error {
 	if nw.ID == old {
 		return m.childUp(nw)
 	}
+	if ike := m.ikes[nw.IKEID]; ike != nil && m.children[nw.ID] == nil && ike.peer == o.peer &&
+		*o.prot == nw.Protection && sameSelectors(o.local, nw.LocalTS) && sameSelectors(o.remote, nw.RemoteTS) {
+		m.handOver(o, ike, nw.ID)
+		return nil
+	}
 	err := m.childUp(nw)
 	m.removeChild(o, fmt.Sprintf("child SA %d rekeyed into child SA %d", old, nw.ID))
 	return err
+}
+
+// handOver replaces child SA o by its rekeyed successor id, which has the
+// same peer, protection and selectors: it binds to, and conflicts with,
+// exactly the latches o did, so it takes over o's records (and its age)
+// without judging a flow again. This is the common SA event; it allocates
+// one record.
+func (m *Machine) handOver(o *childRec, ike *ikeRec, id uint64) {
+	n := &childRec{
+		id: id, ike: ike, peer: o.peer, prot: o.prot, pol: o.pol, local: o.local, remote: o.remote, seq: o.seq,
+		latches: o.latches, conflicts: o.conflicts,
+	}
+	for f := range n.latches {
+		replace(f.bound, o, n)
+	}
+	for f := range n.conflicts {
+		replace(f.conflicts, o, n)
+	}
+	for i, s := range n.remote {
+		if slices.ContainsFunc(n.remote[:i], func(x Selector) bool { return x.Prefix == s.Prefix }) {
+			continue
+		}
+		if set, ok := m.saTrie.get(s.Prefix); ok {
+			replace(set.cs, o, n)
+		}
+	}
+	delete(o.ike.children, o.id)
+	delete(m.children, o.id)
+	ike.children[id] = n
+	m.children[id] = n
+}
+
+func replace[T comparable](s []T, old, nw T) {
+	if i := slices.Index(s, old); i >= 0 {
+		s[i] = nw
+	}
+}
+
+// sameSelectors reports whether canon (canonical) and ss are the same
+// selectors once ss is made canonical.
+func sameSelectors(canon, ss []Selector) bool {
+	if len(canon) != len(ss) {
+		return false
+	}
+	for i, s := range ss {
+		s.Prefix = canonPrefix(s.Prefix)
+		if s != canon[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // removeChild takes a child SA away: latches bound to it alone lose their
@@ -575,9 +635,13 @@ func (m *Machine) removeChild(cr *childRec, reason string) {
 			m.update(f, reason)
 		}
 	}
+	cleared := ""
 	for f := range cr.conflicts {
 		f.conflicts = without(f.conflicts, cr)
-		m.update(f, "conflict cleared: "+reason)
+		if cleared == "" {
+			cleared = "conflict cleared: " + reason
+		}
+		m.update(f, cleared)
 	}
 	for i, s := range cr.remote {
 		if slices.ContainsFunc(cr.remote[:i], func(o Selector) bool { return o.Prefix == s.Prefix }) {
