@@ -106,7 +106,7 @@ func (m *Machine) CreateConnection(at time.Time, t Tuple, cookie uint64, w Want)
 		return 0, ErrNeedSnapshot
 	}
 	t = t.canon()
-	if !t.Local.IsValid() || !t.Remote.IsValid() {
+	if !t.Local.IsValid() || !connected(t) {
 		return 0, fmt.Errorf("%w: incomplete 5-tuple %v", ErrInvalid, t)
 	}
 	m.begin(at)
@@ -193,11 +193,11 @@ func (m *Machine) AdminClose(at time.Time, id LatchID, reason string) error {
 }
 
 // Find is RFC 5660 2.3 FIND_LATCH: the latch of the flow t, or of the
-// listening endpoint when t has no remote end.
+// listening endpoint when t has no remote end (see Flow).
 func (m *Machine) Find(t Tuple) (LatchID, bool) {
 	t = t.canon()
 	var r *rec
-	if t.Remote.IsValid() {
+	if connected(t) {
 		r = m.flows[t]
 	} else {
 		r = m.listeners[Endpoint{t.Proto, t.Local}]

@@ -19,8 +19,9 @@ type IKEUp struct {
 
 // IKERekeyed reports that IKE SA Old was rekeyed into New (VICI ike-rekey).
 // New continues Old's lineage and takes over its child SAs; New.Auth is
-// ignored. Reauthentication is not a rekey: the driver reports it as
-// IKEDown and IKEUp.
+// used only when Old is unknown (events were lost), and then New starts a
+// lineage of its own. Reauthentication is not a rekey: the driver reports
+// it as IKEUp of the new IKE SA and IKEDown of the old.
 type IKERekeyed struct {
 	At  time.Time
 	Old uint64

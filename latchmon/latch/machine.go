@@ -319,9 +319,14 @@ func (m *Machine) peerFor(a Auth) Peer {
 // peer is the same; nothing else continues a lineage).
 func (m *Machine) ikeRekeyed(old uint64, nw IKE) error {
 	o := m.ikes[old]
-	if o == nil || nw.ID == old {
+	if nw.ID == old {
+		return nil
+	}
+	if o == nil {
 		// Unknown lineage: the new IKE SA starts its own (fail safe).
-		nw.Auth = authOf(nw.Auth, o)
+		if nw.Auth.Kind == 0 {
+			return fmt.Errorf("%w: %d (rekeyed into %d)", ErrUnknownIKE, old, nw.ID)
+		}
 		_, err := m.ikeUp(nw)
 		return err
 	}
@@ -357,13 +362,6 @@ func (m *Machine) ikeRekeyed(old uint64, nw IKE) error {
 	delete(m.ikes, old)
 	m.ikeChanged(n)
 	return nil
-}
-
-func authOf(a Auth, o *ikeRec) Auth {
-	if o != nil {
-		return o.Auth
-	}
-	return a
 }
 
 func (m *Machine) ikeDown(r *ikeRec, reason string) {
@@ -896,11 +894,8 @@ func (m *Machine) flowSeen(fl Flow) (*rec, error) {
 	if !t.Local.IsValid() {
 		return nil, fmt.Errorf("%w: flow without a local address", ErrInvalid)
 	}
-	if fl.Listening {
+	if fl.Listening || !connected(t) {
 		return m.listenSeen(Endpoint{t.Proto, t.Local}, fl.Cookie), nil
-	}
-	if !t.Remote.IsValid() {
-		return nil, fmt.Errorf("%w: connected flow without a remote address", ErrInvalid)
 	}
 	if f := m.flows[t]; f != nil {
 		switch {
@@ -924,6 +919,12 @@ func (m *Machine) flowSeen(fl Flow) (*rec, error) {
 	}
 	_ = m.latchFlow(f, cov, nil, parent)
 	return f, nil
+}
+
+// connected reports whether t has a remote end: an unconnected UDP socket
+// shows 0.0.0.0:0 there, and is a listening one.
+func connected(t Tuple) bool {
+	return t.Remote.IsValid() && !t.Remote.Addr().IsUnspecified() && t.Remote.Port() != 0
 }
 
 func (m *Machine) listenSeen(e Endpoint, cookie uint64) *rec {
@@ -957,7 +958,7 @@ func (m *Machine) listenSeen(e Endpoint, cookie uint64) *rec {
 func (m *Machine) flowGone(fl Flow) error {
 	t := fl.Tuple.canon()
 	var r *rec
-	if fl.Listening || !t.Remote.IsValid() {
+	if fl.Listening || !connected(t) {
 		r = m.listeners[Endpoint{t.Proto, t.Local}]
 	} else {
 		r = m.flows[t]

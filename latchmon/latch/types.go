@@ -480,7 +480,9 @@ type Flow struct {
 	// old one on the same 5-tuple. Zero means unknown.
 	Cookie uint64
 	// Listening marks a listening socket; only Tuple.Proto and
-	// Tuple.Local count then.
+	// Tuple.Local count then. A socket with no remote end (an invalid or
+	// unspecified remote address, or port 0, as an unconnected UDP socket
+	// shows) is a listening one too.
 	Listening bool
 }
 

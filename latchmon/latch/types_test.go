@@ -132,7 +132,8 @@ func TestStepErrors(t *testing.T) {
 		{ChildUp{Child: hostChild(9, 1, prot("web", "ssh"))}, ErrUnknownIKE},
 		{IKEUp{IKE: IKE{ID: 1, Auth: Auth{Kind: KeyPeer}}}, ErrInvalid},
 		{IKEUp{IKE: IKE{ID: 0, Auth: Auth{Kind: AnonymousPeer}}}, ErrInvalid},
-		{FlowSeen{Flow: Flow{Tuple: Tuple{Proto: ProtoTCP, Local: tcpFlow.Local}}}, ErrInvalid},
+		{FlowSeen{Flow: Flow{Tuple: Tuple{Proto: ProtoTCP, Remote: tcpFlow.Remote}}}, ErrInvalid},
+		{IKERekeyed{Old: 5, New: IKE{ID: 6}}, ErrUnknownIKE},
 		{PolicyChanged{Policy: Policy{Conn: "web"}}, ErrInvalid},
 	} {
 		if err := m.Step(tt.ev); !errors.Is(err, tt.want) {
