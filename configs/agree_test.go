@@ -183,12 +183,7 @@ func writeFiles(t *testing.T, files map[string]string) string {
 
 // oursFromDisk maps dir/swanctl.conf with the real file system as the FS.
 func oursFromDisk(dir, file string) ([]Message, error) {
-	fsys := os.DirFS("/")
-	root, err := ParseFile(fsys, strings.TrimPrefix(filepath.ToSlash(filepath.Join(dir, file)), "/"))
-	if err != nil {
-		return nil, err
-	}
-	return Swanctl(fsys, root, Dirs{})
+	return SwanctlFile(os.DirFS("/"), strings.TrimPrefix(filepath.ToSlash(filepath.Join(dir, file)), "/"), Dirs{})
 }
 
 func TestSwanctlAgreement(t *testing.T) {

@@ -163,7 +163,8 @@ func hashMsg(h hash.Hash, m *vici.Msg) {
 // Set is a whole policy directory: every file's result, and the
 // connections of the good files, whose names are unique.
 //
-// A Set is immutable once built and safe for concurrent reads.
+// A Set, its Files and Conns (bodies included) must not be modified once
+// built; it is then safe for concurrent reads.
 type Set struct {
 	// Files holds every policy file, good or bad, sorted by name.
 	Files []*File

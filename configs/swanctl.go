@@ -269,6 +269,18 @@ func Swanctl(fsys fs.FS, root *Section, dirs Dirs) ([]Message, error) {
 	return msgs, m.errs.Err()
 }
 
+// SwanctlFile parses name in fsys and maps it with Swanctl: the requests
+// of "swanctl --load-conns --file name" (give Dirs{} for swanctl's layout
+// beside the file). With os.DirFS("/") and a name without its leading
+// '/', it reads the real file system as swanctl does.
+func SwanctlFile(fsys fs.FS, name string, dirs Dirs) ([]Message, error) {
+	root, err := ParseFile(fsys, name)
+	if err != nil {
+		return nil, err
+	}
+	return Swanctl(fsys, root, dirs)
+}
+
 func (m *mapper) messages() []Message {
 	if errs := m.v.checkRefs(); len(errs) > 0 {
 		m.errs = append(m.errs, errs...)
