@@ -125,6 +125,8 @@
 // Flows are indexed by remote address and child SAs by remote selector in
 // prefix tries, latches by the SAs bound to them: a child SA event visits
 // only the flows its selectors cover, and a rekey with equal parameters
-// hands its records over without visiting any. BenchmarkSAEvents and
-// BenchmarkMemoryPerLatch measure 100,000 latches over 10,000 SAs.
+// hands its records over without visiting any. Listening sockets are
+// assumed few: a latching child SA's arrival looks at all of them.
+// BenchmarkSAEvents and BenchmarkMemoryPerLatch measure 100,000 latches
+// over 10,000 SAs.
 package latch

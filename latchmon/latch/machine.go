@@ -19,8 +19,8 @@ type Machine struct {
 	nextID      LatchID
 	nextLineage uint64
 	childSeq    uint64 // order of arrival of child SAs
-	childStamp  uint32 // dedup marks for walks over child SAs
-	flowStamp   uint32 // and over flows
+	childStamp  uint64 // dedup marks for walks over child SAs (never wrap)
+	flowStamp   uint64 // and over flows
 	snapGen     uint64
 
 	ikes     map[uint64]*ikeRec
@@ -62,7 +62,7 @@ type childRec struct {
 	seq           uint64
 	latches       map[*rec]struct{} // latches bound to this SA (congruent)
 	conflicts     map[*rec]struct{} // latches this SA conflicts with
-	mark          uint32
+	mark          uint64
 	snapGen       uint64
 	desc          string // String, made on first use
 }
@@ -118,7 +118,7 @@ type rec struct {
 
 	touchStep uint64
 	from      State
-	mark      uint32
+	mark      uint64
 	snapGen   uint64
 }
 
@@ -158,6 +158,9 @@ func New() *Machine {
 // (ErrUnknownIKE, ErrInvalid, ErrNeedSnapshot after Restore); an error
 // from a Snapshot is returned after the rest of the snapshot was applied.
 func (m *Machine) Step(ev Event) error {
+	if ev == nil {
+		return fmt.Errorf("%w: nil event", ErrInvalid)
+	}
 	if m.needSAs || m.needFlows {
 		switch ev.(type) {
 		case Snapshot, PolicyChanged:
