@@ -3,10 +3,10 @@
 // them, plus btnsd's own settings for the connections btnsd expands into
 // BTNS connections.
 //
-// The package does no VICI, no watching and no logging: it reads files
-// through an fs.FS and returns values. The daemon watches the policy
-// directory, calls LoadDir, keeps the last good version of a file that
-// turned bad, and sends only what Diff says changed.
+// Parsing and mapping do no VICI and no logging: they read files through
+// an fs.FS and return values. The daemon watches the policy directory
+// (Watch says when it may have changed), calls LoadDir, keeps the last good
+// version of a file that turned bad, and sends only what Diff says changed.
 //
 // # Policy files
 //

@@ -34,6 +34,7 @@ func splitPath(p string) []string { return strings.Split(p, ".") }
 // sections returns the sections that make up path (find_sections).
 func (v *view) sections(path []string) []*Section {
 	var out []*Section
+	v.steps = 0
 	v.find(v.root, path, false, &out)
 	return out
 }

@@ -107,6 +107,7 @@ func LoadFile(fsys fs.FS, name string, opt Options) *File {
 		c.Hash = c.hash()
 		conns = append(conns, c)
 	}
+	m.done()
 	errs = append(errs, m.errs...)
 	if len(errs) > 0 {
 		f.Err = errs.Err()

@@ -226,7 +226,6 @@ const (
 const (
 	maxPathComponent = 127 // settings.c find_sections_buffered buf[128]
 	maxSectionPath   = 255 // load_conns.c add_sections buf[256]
-	maxConnPath      = 511 // load_conns.c load_conn buf[BUF_LEN]
 )
 
 type mapper struct {
@@ -264,9 +263,21 @@ func (m *mapper) errorf(p Pos, format string, args ...any) {
 // limits, an unreadable file) are errors. Swanctl is what an equality test
 // against real swanctl should call.
 func Swanctl(fsys fs.FS, root *Section, dirs Dirs) ([]Message, error) {
+	if root == nil {
+		return nil, errorf(Pos{}, "no settings tree to map")
+	}
 	m := &mapper{fsys: fsys, v: &view{root: root}, dirs: dirs.resolve(root.Pos.File)}
 	msgs := m.messages()
+	m.done()
 	return msgs, m.errs.Err()
+}
+
+// done reports a reference loop met by any lookup.
+func (m *mapper) done() {
+	if m.v.err != nil {
+		m.errs = append(m.errs, m.v.err)
+		m.v.err = nil
+	}
 }
 
 // SwanctlFile parses name in fsys and maps it with Swanctl: the requests
@@ -289,10 +300,6 @@ func (m *mapper) messages() []Message {
 	var msgs []Message
 	for _, c := range m.v.subsections([]string{"connections"}) {
 		p := []string{"connections", c.Name}
-		if len("connections."+c.Name) > maxConnPath {
-			m.errorf(c.Pos, "connection name %.20q... is too long for swanctl", c.Name)
-			continue
-		}
 		if !m.checkName(c) {
 			continue
 		}
@@ -301,9 +308,6 @@ func (m *mapper) messages() []Message {
 		if size := viciSize(Message{Name: c.Name, Body: body}.Msg()) + 1 + 1 + len("load-conn"); size > maxViciMsg {
 			m.errorf(c.Pos, "connection %q makes a load-conn message of %d bytes, more than VICI's limit of %d (too many or too large certificates?)", c.Name, size, maxViciMsg)
 		}
-	}
-	if m.v.err != nil {
-		m.errs = append(m.errs, m.v.err)
 	}
 	return msgs
 }
