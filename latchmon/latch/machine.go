@@ -398,11 +398,15 @@ func (c *childRec) spec() Child {
 	return Child{IKEID: c.ike.ID, ID: c.id, Protection: *c.prot, LocalTS: c.local, RemoteTS: c.remote}
 }
 
+// canonSelectors returns ss with canonical prefixes, without the invalid
+// ones (which match nothing).
 func canonSelectors(ss []Selector) []Selector {
-	out := make([]Selector, len(ss))
-	for i, s := range ss {
-		s.Prefix = canonPrefix(s.Prefix)
-		out[i] = s
+	out := make([]Selector, 0, len(ss))
+	for _, s := range ss {
+		if s.Prefix.IsValid() {
+			s.Prefix = canonPrefix(s.Prefix)
+			out = append(out, s)
+		}
 	}
 	return out
 }
@@ -611,19 +615,21 @@ func replace[T comparable](s []T, old, nw T) {
 	}
 }
 
-// sameSelectors reports whether canon (canonical) and ss are the same
-// selectors once ss is made canonical.
+// sameSelectors reports whether canon (made by canonSelectors) and ss are
+// the same selectors once ss is made canonical.
 func sameSelectors(canon, ss []Selector) bool {
-	if len(canon) != len(ss) {
-		return false
-	}
-	for i, s := range ss {
+	i := 0
+	for _, s := range ss {
+		if !s.Prefix.IsValid() {
+			continue
+		}
 		s.Prefix = canonPrefix(s.Prefix)
-		if s != canon[i] {
+		if i == len(canon) || s != canon[i] {
 			return false
 		}
+		i++
 	}
-	return true
+	return i == len(canon)
 }
 
 // removeChild takes a child SA away: latches bound to it alone lose their

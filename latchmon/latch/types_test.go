@@ -149,3 +149,31 @@ func TestStepErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptySelectors checks that a child SA with a selector of no prefix
+// (which matches nothing) is taken, rekeyed and removed cleanly.
+func TestEmptySelectors(t *testing.T) {
+	m := New()
+	c := hostChild(1, 1, prot("web", "ssh"))
+	c.RemoteTS = append(c.RemoteTS, Selector{})
+	nw := c
+	nw.ID = 2
+	for i, ev := range []Event{
+		PolicyChanged{Policy: Policy{Conn: "web", Child: "ssh", Latch: true}},
+		IKEUp{IKE: keyIKE(1, fpAlice)},
+		ChildUp{Child: c},
+		FlowSeen{Flow: Flow{Tuple: tcpFlow, Cookie: 7}},
+		ChildRekeyed{Old: 1, New: nw},
+		ChildDown{ID: 2},
+	} {
+		if err := m.Step(withTime(ev, t0)); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if err := m.check(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	if li, err := m.Inquire(1); err != nil || li.State != Broken {
+		t.Errorf("latch 1: %+v, %v; want BROKEN", li, err)
+	}
+}
