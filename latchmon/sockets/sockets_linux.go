@@ -1,0 +1,315 @@
+package sockets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// requestTimeout bounds the wait for the kernel's answer to one request
+// when the context has no earlier deadline. The kernel answers at once;
+// this only guards against a lost reply.
+const requestTimeout = 30 * time.Second
+
+// watchBufSize is the receive buffer asked for the notification socket:
+// room for tens of thousands of notifications before the kernel drops
+// them (with CAP_NET_ADMIN; otherwise net.core.rmem_max caps it).
+const watchBufSize = 8 << 20
+
+// Handle reaches the sockets of one network namespace. Its methods are
+// safe for concurrent use; each opens its own netlink socket.
+type Handle struct {
+	ns netns.NsHandle // netns.None(): the namespace of the calling thread
+
+	watchBuf int // receive buffer of Watch's socket; tests shrink it
+}
+
+// NewHandle returns a Handle on the network namespace ns, which it
+// duplicates (the caller keeps and closes ns). With netns.None() the Handle
+// works in the network namespace of the calling thread at each call, which
+// is the namespace of the process unless the caller switched a locked
+// thread into another one; that needs no privilege beyond what each
+// operation needs. Another namespace needs CAP_SYS_ADMIN, to enter it for
+// the moment of opening each netlink socket.
+func NewHandle(ns netns.NsHandle) (*Handle, error) {
+	h := &Handle{ns: netns.None(), watchBuf: watchBufSize}
+	if ns.IsOpen() {
+		fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("sockets: duplicate netns handle: %w", err)
+		}
+		h.ns = netns.NsHandle(fd)
+	}
+	return h, nil
+}
+
+// Close releases the Handle's namespace handle. Watch channels opened
+// before stay open until their contexts end.
+func (h *Handle) Close() error {
+	if h.ns.IsOpen() {
+		err := h.ns.Close()
+		h.ns = netns.None()
+		return err
+	}
+	return nil
+}
+
+var current = &Handle{ns: netns.None(), watchBuf: watchBufSize}
+
+// Dump returns every TCP and UDP socket, IPv4 and IPv6, in every state, of
+// the network namespace of the calling thread. See Handle.Dump.
+func Dump(ctx context.Context) ([]Socket, error) { return current.Dump(ctx) }
+
+// Destroy destroys one socket of the network namespace of the calling
+// thread. See Handle.Destroy.
+func Destroy(s Socket) error { return current.Destroy(s) }
+
+// Watch reports the sockets closed in the network namespace of the calling
+// thread. See Handle.Watch.
+func Watch(ctx context.Context) (<-chan Event, error) { return current.Watch(ctx) }
+
+// open returns a netlink socket of the sock_diag family in h's namespace.
+func (h *Handle) open(groups ...uint) (*nl.NetlinkSocket, error) {
+	var s *nl.NetlinkSocket
+	var err error
+	if h.ns.IsOpen() {
+		s, err = nl.SubscribeAt(h.ns, netns.None(), unix.NETLINK_SOCK_DIAG, groups...)
+	} else {
+		s, err = nl.Subscribe(unix.NETLINK_SOCK_DIAG, groups...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sockets: open sock_diag netlink socket: %w", err)
+	}
+	return s, nil
+}
+
+// dumpOrder is the order of Dump's requests: one per family and protocol.
+var dumpOrder = [...]struct{ family, proto uint8 }{
+	{afINET, TCP}, {afINET6, TCP}, {afINET, UDP}, {afINET6, UDP},
+}
+
+// Dump returns every TCP and UDP socket, IPv4 and IPv6, in every state, of
+// h's namespace: four sock_diag dump requests (TCP and UDP, IPv4 and IPv6)
+// on one netlink socket, no per-socket system call. Equivalent to
+// `ss -tuan -e`.
+//
+// A dump is not a snapshot: a socket opened or closed while it runs may or
+// may not be in it. A TCP socket closed by its application may still be
+// listed after close (FIN-WAIT, TIME-WAIT, with Inode 0); a TIME-WAIT
+// socket keeps the cookie of the socket it replaced. Request sockets
+// (SYN-RECV, not yet accepted) are listed with their own cookies.
+//
+// Cancelling ctx aborts the dump; its deadline, if any, bounds it.
+func (h *Handle) Dump(ctx context.Context) ([]Socket, error) {
+	s, err := h.open()
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, s.Close)
+	defer stop()
+	setTimeout(ctx, s)
+
+	sh := map[int]*nl.SocketHandle{unix.NETLINK_SOCK_DIAG: {Socket: s}}
+	var out []Socket
+	for _, d := range dumpOrder {
+		req := nl.NewNetlinkRequest(msgSockDiagByFamily, unix.NLM_F_DUMP)
+		req.Sockets = sh
+		req.AddData(dumpReq(d.family, d.proto))
+		var perr error
+		err := req.ExecuteIter(unix.NETLINK_SOCK_DIAG, msgSockDiagByFamily, func(m []byte) bool {
+			so, err := parseDiagMsg(m, d.proto)
+			if err != nil {
+				perr = err
+				return false
+			}
+			out = append(out, so)
+			return true
+		})
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("sockets: dump: %w", cerr)
+		}
+		// inet_diag never marks its dumps interrupted, but a dump is not a
+		// snapshot anyway: take what came.
+		if err != nil && !errors.Is(err, nl.ErrDumpInterrupted) {
+			return nil, fmt.Errorf("sockets: dump %s: %w", reqName(d.family, d.proto), timeoutErr(err))
+		}
+		if perr != nil {
+			return nil, fmt.Errorf("sockets: dump %s: %w", reqName(d.family, d.proto), perr)
+		}
+	}
+	return out, nil
+}
+
+// Destroy destroys the socket s, found by its tuple, bound device and
+// cookie, with one SOCK_DESTROY request (the kernel needs
+// CONFIG_INET_DIAG_DESTROY, and the caller CAP_NET_ADMIN). Equivalent to
+// `ss -K` on that one socket, without its risk of hitting a newer socket
+// on the same tuple.
+//
+// A destroyed TCP socket is aborted: the application's pending and next
+// calls fail with ECONNABORTED and the peer receives a RST. A destroyed
+// UDP socket is disconnected with the error ECONNABORTED, which its next
+// receive returns; a listener stops listening.
+//
+// Destroy returns ErrGone when no socket has that tuple and cookie: it was
+// closed already, or the tuple belongs to a newer socket (with another
+// cookie), which is left alone. A zero cookie is a real cookie value that
+// the kernel never gives, so it always yields ErrGone.
+func (h *Handle) Destroy(so Socket) error {
+	d, err := destroyReq(so)
+	if err != nil {
+		return err
+	}
+	s, err := h.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.SetReceiveTimeout(&unix.Timeval{Sec: int64(requestTimeout / time.Second)}); err != nil {
+		return err
+	}
+	req := nl.NewNetlinkRequest(msgSockDestroy, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_SOCK_DIAG: {Socket: s}}
+	req.AddData(d)
+	err = req.ExecuteIter(unix.NETLINK_SOCK_DIAG, 0, func([]byte) bool { return true })
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESTALE):
+		// ENOENT: no socket on the tuple, or one with another cookie
+		// (inet_diag_find_one_icsk, __udp_diag_destroy). ESTALE is what
+		// sock_diag_check_cookie itself says; take it the same way.
+		return fmt.Errorf("%w: %v", ErrGone, so)
+	case errors.Is(err, unix.EOPNOTSUPP):
+		return fmt.Errorf("sockets: destroy %v: kernel without CONFIG_INET_DIAG_DESTROY: %w", so, err)
+	}
+	return fmt.Errorf("sockets: destroy %v: %w", so, timeoutErr(err))
+}
+
+// Watch subscribes to the kernel's sock_diag destroy notifications of h's
+// namespace (the SKNLGRP_INET{,6}_{TCP,UDP}_DESTROY groups; CAP_NET_ADMIN)
+// and sends an Event on the returned channel for every TCP or UDP socket
+// the kernel frees from then on. The subscription is in place when Watch
+// returns: a socket freed after that is reported.
+//
+// The kernel has no notification for a new socket, so Watch alone never
+// learns of one: dump (Dump) to find new sockets, and use Watch to learn
+// promptly of the ones that close. Notifications come when the kernel
+// frees a socket, which for TCP can be some time after the application
+// closed it (FIN-WAIT, LAST-ACK); a TIME-WAIT socket that replaces it is
+// freed without notification.
+//
+// If the reader falls behind, the kernel drops notifications; Watch then
+// sends one Event of kind Overflow and goes on. The consumer must then dump
+// again to learn which sockets are gone. Watch blocks on a full channel
+// rather than dropping anything itself, so a slow consumer shows up as
+// Overflow, never as silent loss.
+//
+// The channel is closed when ctx ends, or after an Event of kind Overflow
+// if the socket fails for another reason (the consumer resynchronises and
+// watches again).
+func (h *Handle) Watch(ctx context.Context) (<-chan Event, error) {
+	s, err := h.open(grpInetTCPDestroy, grpInetUDPDestroy, grpInet6TCPDestroy, grpInet6UDPDestroy)
+	if err != nil {
+		return nil, err
+	}
+	if h.watchBuf > 0 {
+		// FORCE needs CAP_NET_ADMIN, which the subscription needs anyway;
+		// fall back to what net.core.rmem_max allows.
+		if s.SetReceiveBufferSize(h.watchBuf, true) != nil {
+			_ = s.SetReceiveBufferSize(h.watchBuf, false)
+		}
+	}
+	ch := make(chan Event, 64)
+	stop := context.AfterFunc(ctx, s.Close)
+	go func() {
+		defer close(ch)
+		defer stop()
+		defer s.Close()
+		send := func(ev Event) bool {
+			select {
+			case ch <- ev:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for {
+			msgs, from, err := s.Receive()
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				if !send(Event{Kind: Overflow}) {
+					return
+				}
+				continue
+			}
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			if err != nil {
+				// Unexpected: the consumer cannot trust what it knows.
+				send(Event{Kind: Overflow})
+				return
+			}
+			if from.Pid != 0 {
+				continue // not from the kernel
+			}
+			for _, m := range msgs {
+				if m.Header.Type != msgSockDiagByFamily {
+					continue
+				}
+				so, err := parseDiagMsg(m.Data, groupProto(from.Groups))
+				if err != nil {
+					continue
+				}
+				so.Listening = !so.Remote.IsValid()
+				if !send(Event{Kind: Closed, Socket: so}) {
+					return
+				}
+			}
+		}
+	}()
+	return ch, nil
+}
+
+// setTimeout gives s a receive timeout: the time left before ctx's
+// deadline, or requestTimeout.
+func setTimeout(ctx context.Context, s *nl.NetlinkSocket) {
+	d := requestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = max(time.Until(dl), time.Millisecond)
+	}
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	_ = s.SetReceiveTimeout(&tv)
+	_ = s.SetSendTimeout(&tv)
+}
+
+// timeoutErr names the EAGAIN that the nl package returns on a receive
+// timeout.
+func timeoutErr(err error) error {
+	if errors.Is(err, syscall.EAGAIN) {
+		return fmt.Errorf("no answer from the kernel: %w", err)
+	}
+	return err
+}
+
+func reqName(family, proto uint8) string {
+	f := "inet"
+	if family == afINET6 {
+		f = "inet6"
+	}
+	p := "tcp"
+	if proto == UDP {
+		p = "udp"
+	}
+	return f + " " + p
+}
