@@ -8,60 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"os"
-	"os/exec"
-	"regexp"
 	"testing"
 )
-
-// requireTool returns the path of an external program the test checks
-// against. Without it the test is skipped, unless CI=true: CI installs
-// strongSwan's tools, and a check that silently stopped running there would
-// be worse than a failure.
-func requireTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed, and CI=true: install it (strongSwan's pki: apt-get install strongswan-pki)", name)
-		}
-		t.Skipf("%s is not installed: skipping the check against it (CI=true makes this a failure)", name)
-	}
-	return p
-}
-
-// run runs a program and returns its standard output; stderr goes to the
-// test log only on failure (pki always complains about a missing TPM).
-func run(t testing.TB, name string, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("%s %v: %v\n%s", name, args, err, stderr)
-	}
-	return out
-}
-
-var (
-	pkiKeyIDRE   = regexp.MustCompile(`SHA-1 of subjectPublicKeyInfo\):\s*([0-9a-f:]{59})`)
-	pkiSubjKeyRE = regexp.MustCompile(`SHA-1 of subjectPublicKey\):\s*([0-9a-f:]{59})`)
-)
-
-// pkiKeyIDs runs `pki --keyid --type pub --in file` and returns the keyid
-// (SHA-1 of the SubjectPublicKeyInfo) and subjkey (SHA-1 of the
-// subjectPublicKey) it prints.
-func pkiKeyIDs(t testing.TB, pki, file string) (keyid, subjkey string) {
-	t.Helper()
-	out := run(t, pki, "--keyid", "--type", "pub", "--in", file)
-	k, s := pkiKeyIDRE.FindSubmatch(out), pkiSubjKeyRE.FindSubmatch(out)
-	if k == nil || s == nil {
-		t.Fatalf("pki --keyid output not understood:\n%s", out)
-	}
-	return string(k[1]), string(s[1])
-}
 
 // genKey makes a private key of the given kind for tests.
 func genKey(t testing.TB, kind string) crypto.Signer {
@@ -102,4 +50,11 @@ func mustKey(t testing.TB, k crypto.Signer) *PublicKey {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func write(t testing.TB, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

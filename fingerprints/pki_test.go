@@ -1,12 +1,16 @@
-package fingerprints
+package fingerprints_test
 
 import (
 	"bytes"
+	"crypto"
 	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	. "github.com/btnsd/btnsd/fingerprints"
+	"github.com/btnsd/btnsd/fingerprints/fptest"
 )
 
 // TestPKIAgrees checks fingerprints and keyids against strongSwan's own
@@ -15,7 +19,7 @@ import (
 // identity charon gives a raw key), and our SubjectPublicKeyInfo must be
 // byte for byte the one pki writes, so the SHA-256 over it is the same too.
 func TestPKIAgrees(t *testing.T) {
-	pki := requireTool(t, "pki")
+	pki := fptest.RequireTool(t, "pki")
 	for _, c := range []struct{ typ, size, desc string }{
 		{"ed25519", "", "ED25519"},
 		{"rsa", "2048", "RSA 2048"},
@@ -31,13 +35,13 @@ func TestPKIAgrees(t *testing.T) {
 			if c.size != "" {
 				args = append(args, "--size", c.size)
 			}
-			write(t, priv, run(t, pki, args...))
-			der := run(t, pki, "--pub", "--in", priv)
-			write(t, filepath.Join(dir, "pub.der"), der)
-			keyid, subjkey := pkiKeyIDs(t, pki, filepath.Join(dir, "pub.der"))
+			writeFile(t, priv, fptest.Run(t, pki, args...))
+			der := fptest.Run(t, pki, "--pub", "--in", priv)
+			writeFile(t, filepath.Join(dir, "pub.der"), der)
+			keyid, subjkey := fptest.PKIKeyIDs(t, pki, filepath.Join(dir, "pub.der"))
 
 			for _, form := range []string{"der", "pem", "sshkey"} {
-				out := run(t, pki, "--pub", "--in", priv, "--outform", form)
+				out := fptest.Run(t, pki, "--pub", "--in", priv, "--outform", form)
 				k, err := ParsePublicKey(out)
 				if err != nil {
 					t.Fatalf("%s: %v", form, err)
@@ -61,8 +65,8 @@ func TestPKIAgrees(t *testing.T) {
 			// And the other way: pki reads what we write.
 			k, _ := ParsePublicKey(der)
 			ours := filepath.Join(dir, "ours.pem")
-			write(t, ours, k.PEM())
-			if got, _ := pkiKeyIDs(t, pki, ours); got != keyid {
+			writeFile(t, ours, k.PEM())
+			if got, _ := fptest.PKIKeyIDs(t, pki, ours); got != keyid {
 				t.Errorf("pki reads our PEM with keyid %s, want %s", got, keyid)
 			}
 		})
@@ -72,13 +76,13 @@ func TestPKIAgrees(t *testing.T) {
 // TestPKIAgreesGoKeys checks keys Go generated (as btnsd's host key is)
 // against pki, including the swanctl forms of the keyid.
 func TestPKIAgreesGoKeys(t *testing.T) {
-	pki := requireTool(t, "pki")
+	pki := fptest.RequireTool(t, "pki")
 	for _, kind := range []string{"ed25519", "rsa2048", "p256", "p384", "p521"} {
 		t.Run(kind, func(t *testing.T) {
-			k := mustKey(t, genKey(t, kind))
+			k := mustKey(t, fptest.Signer(t, kind))
 			f := filepath.Join(t.TempDir(), "k.pem")
-			write(t, f, k.PEM())
-			keyid, _ := pkiKeyIDs(t, pki, f)
+			writeFile(t, f, k.PEM())
+			keyid, _ := fptest.PKIKeyIDs(t, pki, f)
 			if k.KeyID.String() != keyid {
 				t.Fatalf("KeyID %s, pki says %s", k.KeyID, keyid)
 			}
@@ -95,8 +99,8 @@ func TestPKIAgreesGoKeys(t *testing.T) {
 // TestSSHKeygenAgrees reads keys made by ssh-keygen as OpenSSH lines and
 // checks them against pki, which reads the same lines.
 func TestSSHKeygenAgrees(t *testing.T) {
-	pki := requireTool(t, "pki")
-	keygen := requireTool(t, "ssh-keygen")
+	pki := fptest.RequireTool(t, "pki")
+	keygen := fptest.RequireTool(t, "ssh-keygen")
 	for _, c := range []struct{ typ, bits, desc string }{
 		{"ed25519", "", "ED25519"},
 		{"rsa", "3072", "RSA 3072"},
@@ -110,7 +114,7 @@ func TestSSHKeygenAgrees(t *testing.T) {
 			if c.bits != "" {
 				args = append(args, "-b", c.bits)
 			}
-			run(t, keygen, args...)
+			fptest.Run(t, keygen, args...)
 			line, err := os.ReadFile(f + ".pub")
 			if err != nil {
 				t.Fatal(err)
@@ -122,11 +126,11 @@ func TestSSHKeygenAgrees(t *testing.T) {
 			if k.Description() != c.desc || k.Comment != "someone@host" {
 				t.Errorf("read as %q %q", k.Description(), k.Comment)
 			}
-			if keyid, _ := pkiKeyIDs(t, pki, f+".pub"); k.KeyID.String() != keyid {
+			if keyid, _ := fptest.PKIKeyIDs(t, pki, f+".pub"); k.KeyID.String() != keyid {
 				t.Errorf("KeyID %s, pki says %s", k.KeyID, keyid)
 			}
 			// RFC 4716 form of the same key.
-			rfc := run(t, keygen, "-e", "-f", f+".pub")
+			rfc := fptest.Run(t, keygen, "-e", "-f", f+".pub")
 			if k2, err := ParsePublicKey(rfc); err != nil || k2.Fingerprint != k.Fingerprint {
 				t.Errorf("RFC 4716 form: %v", err)
 			}
@@ -137,12 +141,12 @@ func TestSSHKeygenAgrees(t *testing.T) {
 // TestIPSECKEYMatchesPKI compares the RSA key field of an IPSECKEY record
 // with pki's RFC 3110 (DNSKEY) output of the same key.
 func TestIPSECKEYMatchesPKI(t *testing.T) {
-	pki := requireTool(t, "pki")
+	pki := fptest.RequireTool(t, "pki")
 	dir := t.TempDir()
 	priv := filepath.Join(dir, "key.pem")
-	write(t, priv, run(t, pki, "--gen", "--type", "rsa", "--size", "2048", "--outform", "pem"))
-	want := strings.TrimSpace(string(run(t, pki, "--pub", "--in", priv, "--outform", "dnskey")))
-	k, err := ParsePublicKey(run(t, pki, "--pub", "--in", priv))
+	writeFile(t, priv, fptest.Run(t, pki, "--gen", "--type", "rsa", "--size", "2048", "--outform", "pem"))
+	want := strings.TrimSpace(string(fptest.Run(t, pki, "--pub", "--in", priv, "--outform", "dnskey")))
+	k, err := ParsePublicKey(fptest.Run(t, pki, "--pub", "--in", priv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,9 +159,18 @@ func TestIPSECKEYMatchesPKI(t *testing.T) {
 	}
 }
 
-func write(t testing.TB, path string, b []byte) {
+func writeFile(t testing.TB, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func mustKey(t testing.TB, k crypto.Signer) *PublicKey {
+	t.Helper()
+	p, err := NewPublicKey(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
