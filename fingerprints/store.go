@@ -564,9 +564,10 @@ func (s *Store) add(entries []Entry, syncEach bool) ([]Entry, error) {
 			}
 		}
 		var pending []pendingFile
+		committed := 0
 		defer func() {
-			for _, p := range pending {
-				p.abort() // after commit, a no-op
+			for _, p := range pending[committed:] {
+				p.abort()
 			}
 		}()
 		for _, e := range out {
@@ -593,6 +594,7 @@ func (s *Store) add(entries []Entry, syncEach bool) ([]Entry, error) {
 			if err := p.commit(); err != nil {
 				return err
 			}
+			committed++
 		}
 		for _, e := range out {
 			if err := s.indexWritten(e); err != nil {
@@ -608,7 +610,8 @@ func (s *Store) add(entries []Entry, syncEach bool) ([]Entry, error) {
 }
 
 // Update changes a key's metadata with fn, on the metadata as it is on
-// disk now, and sets Changed to now unless fn set it.
+// disk now (not as this Store last loaded it). fn sets Changed and
+// ChangedBy if it wants them recorded; SetTrust and SetScope do.
 func (s *Store) Update(fp Fingerprint, fn func(*Meta) error) (Entry, error) {
 	var e Entry
 	err := s.write(func() error {
@@ -623,15 +626,11 @@ func (s *Store) Update(fp Fingerprint, fn func(*Meta) error) (Entry, error) {
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.metaPath(fp), err)
 		}
-		before := m.Changed
 		if err := fn(&m); err != nil {
 			return err
 		}
 		if err := m.check(); err != nil {
 			return err
-		}
-		if m.Changed.Equal(before) {
-			m.Changed = time.Now().UTC().Truncate(time.Second)
 		}
 		if err := writeFileAtomic(s.dir, fp.Hex()+metaSuffix, encodeMeta(k, m), 0o644); err != nil {
 			return err
@@ -645,7 +644,7 @@ func (s *Store) Update(fp Fingerprint, fn func(*Meta) error) (Entry, error) {
 // SetTrust marks a key trusted or untrusted, recording who did it.
 func (s *Store) SetTrust(fp Fingerprint, t Trust, by Actor) (Entry, error) {
 	return s.Update(fp, func(m *Meta) error {
-		m.Trust, m.ChangedBy = t, by
+		m.Trust, m.Changed, m.ChangedBy = t, time.Now().UTC().Truncate(time.Second), by
 		return nil
 	})
 }
@@ -653,7 +652,7 @@ func (s *Store) SetTrust(fp Fingerprint, t Trust, by Actor) (Entry, error) {
 // SetScope sets the policies that may accept a key (nil: all of them).
 func (s *Store) SetScope(fp Fingerprint, sc Scope, by Actor) (Entry, error) {
 	return s.Update(fp, func(m *Meta) error {
-		m.Scope, m.ChangedBy = sc, by
+		m.Scope, m.Changed, m.ChangedBy = sc, time.Now().UTC().Truncate(time.Second), by
 		return nil
 	})
 }
