@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // These tests use real sockets in a fresh network namespace per test (see
@@ -405,6 +406,30 @@ func testDestroyUDP(t *testing.T, addr string) {
 	if err := Destroy(Socket{Proto: UDP, Local: fresh.Local}); !errors.Is(err, ErrGone) {
 		t.Errorf("Destroy with cookie 0 = %v, want ErrGone", err)
 	}
+
+	// A socket bound to an explicit port survives Destroy: one error, then
+	// it goes on receiving.
+	if err := Destroy(fresh); err != nil {
+		t.Fatalf("Destroy(%v): %v", fresh, err)
+	}
+	if _, ok := byCookie(dump(t), fresh.Cookie); !ok {
+		t.Error("explicitly bound socket gone from the dump after Destroy")
+	}
+	again.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := again.ReadFrom(make([]byte, 1)); !errors.Is(err, syscall.ECONNABORTED) {
+		t.Errorf("read after Destroy: %v, want ECONNABORTED", err)
+	}
+	send, err := net.DialUDP("udp", nil, again.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer send.Close()
+	if _, err := send.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := again.ReadFrom(make([]byte, 1)); err != nil {
+		t.Errorf("explicitly bound socket after Destroy: %v, want it receiving", err)
+	}
 }
 
 // TestHandleOtherNamespace: a Handle on a namespace works from a goroutine
@@ -607,5 +632,50 @@ func TestMPTCPListener(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("peer read after Destroy: %v, want ECONNRESET", err)
+	}
+}
+
+// TestDestroyReusePort: in a SO_REUSEPORT group, the kernel's lookup picks
+// one member by a hash of the remote end; Destroy still reaches each
+// listener and unconnected UDP socket of the group by its cookie.
+func TestDestroyReusePort(t *testing.T) {
+	inNetns(t)
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	lc.SetMultipathTCP(false)
+	for _, network := range []string{"udp", "tcp"} {
+		var group []syscall.Conn
+		for range 8 {
+			if network == "udp" {
+				c, err := lc.ListenPacket(context.Background(), network, "127.0.0.1:6666")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				group = append(group, c.(*net.UDPConn))
+			} else {
+				l, err := lc.Listen(context.Background(), network, "127.0.0.1:6666")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				group = append(group, l.(*net.TCPListener))
+			}
+		}
+		for i, c := range group {
+			so := mustFind(t, c)
+			if err := Destroy(so); err != nil {
+				t.Errorf("%s member %d: Destroy(%v): %v", network, i, so, err)
+			}
+		}
+		// A gone member: ErrGone, after trying every remote port.
+		if err := Destroy(Socket{Proto: UDP, Local: netip.MustParseAddrPort("127.0.0.1:6666"), Cookie: 1}); !errors.Is(err, ErrGone) {
+			t.Errorf("Destroy of an unknown cookie: %v, want ErrGone", err)
+		}
 	}
 }
