@@ -135,9 +135,9 @@ func (k EventKind) String() string {
 // For Closed, Socket is the socket as the kernel saw it when it freed it:
 // Proto, Cookie, the addresses and Remote are set, State is usually
 // StateClose, Inode is 0. The kernel may already have released the local
-// port (Local.Port() 0 for a closed listener or UDP socket): match closed
-// sockets by Cookie, which is always set. Listening is set when the socket
-// had no remote end.
+// port and then reports 0 (seen for a UDP socket that Destroy had
+// unbound): match closed sockets by Cookie, which is always set. Listening
+// is set when the socket had no remote end.
 type Event struct {
 	Kind   EventKind
 	Socket Socket

@@ -679,3 +679,40 @@ func TestDestroyReusePort(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeWaitKeepsCookie pins down what a monitor must know: the kernel
+// reports a TCP socket Closed when it frees it, yet a dump taken after
+// that lists its TIME-WAIT successor under the same cookie, with Inode 0.
+func TestTimeWaitKeepsCookie(t *testing.T) {
+	inNetns(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, c, s := tcpPair(t, "127.0.0.1", "127.0.0.1")
+	cookie := cookieOf(t, c)
+	c.Close() // the active closer ends in TIME-WAIT
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := s.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("server read: %v, want EOF", err)
+	}
+	s.Close()
+	timeout := time.After(10 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case ev := <-ch:
+			seen = ev.Kind == Closed && ev.Socket.Cookie == cookie
+		case <-timeout:
+			t.Fatal("no Closed event for the client")
+		}
+	}
+	tw, ok := byCookie(dump(t), cookie)
+	if !ok {
+		t.Fatal("no TIME-WAIT socket with the closed socket's cookie")
+	}
+	if tw.State != StateTimeWait || tw.Inode != 0 {
+		t.Errorf("after close: %+v, want TIME-WAIT with inode 0", tw)
+	}
+}
