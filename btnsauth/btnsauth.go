@@ -183,6 +183,32 @@ func Expand(c *configs.Conn, keys []fingerprints.Entry, host *fingerprints.Publi
 	return out, nil
 }
 
+// ExpandAll expands every connection of a policy set (see Expand) and
+// checks that the charon names they produce are unique. Connections that
+// fail are left out and their errors returned, each naming the
+// connection's position.
+func ExpandAll(conns []*configs.Conn, keys []fingerprints.Entry, host *fingerprints.PublicKey) ([]Conn, []error) {
+	var out []Conn
+	var errs []error
+	seen := map[string]string{}
+	for _, c := range conns {
+		cs, err := Expand(c, keys, host)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Pos, err))
+			continue
+		}
+		for _, bc := range cs {
+			if other, dup := seen[bc.Name]; dup {
+				errs = append(errs, fmt.Errorf("%s: charon connection %s is also produced by policy connection %s; rename one", c.Pos, bc.Name, other))
+				continue
+			}
+			seen[bc.Name] = c.Name
+			out = append(out, bc)
+		}
+	}
+	return out, errs
+}
+
 // PeerID is the remote identity under which a key is pinned: the IKE
 // identity stored with the key, or charon's keyid of the key, which is
 // what a raw key asserts by default.

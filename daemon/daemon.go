@@ -65,12 +65,16 @@ type daemon struct {
 	pad *pad
 
 	connected bool
-	audited   bool
-	restarts  int
-	started   time.Time
-	lastSync  time.Time
-	audit     []btnsauth.Finding
-	errs      []string
+	resyncDue bool // a resync failed: try again
+	// restartSeen: the event stream reconnected; the next resync sends
+	// everything again.
+	restartSeen bool
+	audited     bool
+	restarts    int
+	started     time.Time
+	lastSync    time.Time
+	audit       []btnsauth.Finding
+	errs        []string
 
 	status atomic.Pointer[api.Status]
 }
@@ -119,6 +123,12 @@ func (d *daemon) run(ctx context.Context) error {
 	events := d.ch.Watch(ctx)
 	tick := time.NewTicker(30 * time.Second)
 	defer tick.Stop()
+	// charon sends no event when connections are unloaded, and
+	// "swanctl --load-conns" unloads every connection its files do not
+	// name, btnsd's too: look for lost connections often (get-conns is
+	// cheap) and load them again.
+	check := time.NewTicker(2 * time.Second)
+	defer check.Stop()
 
 	d.loadPolicies()
 	for {
@@ -141,6 +151,15 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 			if err := d.onEvent(ctx, ev); err != nil {
 				return err
+			}
+		case <-check.C:
+			switch {
+			case d.resyncDue:
+				if err := d.resync(ctx); err != nil {
+					return err
+				}
+			case d.connected:
+				d.checkConns(ctx)
 			}
 		case <-tick.C:
 			if d.connected {
@@ -171,36 +190,69 @@ func (d *daemon) onEvent(ctx context.Context, ev vici.Event) error {
 	switch e := ev.(type) {
 	case vici.Resync:
 		d.logf("charon: resynchronising (%s)", e.Reason)
-		lost, err := d.pad.adopt(ctx, d.ch)
-		if err != nil {
-			d.logf("charon: get-conns: %v", err)
-			d.connected = false
-			d.publish()
-			return nil
+		if e.Reason == vici.ReasonReconnected {
+			// The event stream lost charon and found it again: a new
+			// charon (or the same one after a socket failure) that may
+			// lack the host key and secret as well as connections.
+			d.restartSeen = true
 		}
-		if !d.connected && d.audited {
-			// Every reconnect after the first is charon coming back.
-			lost = true
-		}
-		d.connected = true
-		if lost {
-			d.restarts++
-			d.logf("charon: it lost btnsd's connections (restarted?): loading everything again")
-			d.pad.forget()
-			if _, err := d.pad.adopt(ctx, d.ch); err != nil {
-				d.logf("charon: get-conns: %v", err)
-			}
-		}
-		if err := d.runAudit(ctx); err != nil {
-			return err
-		}
-		d.apply(ctx)
+		return d.resync(ctx)
 	case vici.IKEUpDown:
 		if e.Up && btnsauth.Owned(e.IKE.Name) {
 			d.enforceLimits(ctx)
 		}
 	}
 	return nil
+}
+
+// resync brings btnsd in step with a charon it (re)connected to. The
+// command session may still hold the connection to the charon that went
+// away: its first call fails and redials, so a failed resync is tried again
+// once at once and then on every check tick until it succeeds.
+func (d *daemon) resync(ctx context.Context) error {
+	lost, err := d.pad.adopt(ctx, d.ch)
+	if err != nil {
+		lost, err = d.pad.adopt(ctx, d.ch)
+	}
+	if err != nil {
+		d.logf("charon: get-conns: %v (will retry)", err)
+		d.connected = false
+		d.resyncDue = true
+		d.publish()
+		return nil
+	}
+	d.resyncDue = false
+	if d.restartSeen {
+		lost = true
+		d.restartSeen = false
+	}
+	d.connected = true
+	if lost {
+		d.restarts++
+		d.logf("charon: it lost btnsd's connections (restarted?): loading everything again")
+		d.pad.forget()
+		if _, err := d.pad.adopt(ctx, d.ch); err != nil {
+			d.logf("charon: get-conns: %v", err)
+		}
+	}
+	if err := d.runAudit(ctx); err != nil {
+		return err
+	}
+	d.apply(ctx)
+	return nil
+}
+
+// checkConns loads again the connections charon lost without restarting.
+func (d *daemon) checkConns(ctx context.Context) {
+	lost, err := d.pad.adopt(ctx, d.ch)
+	if err != nil {
+		d.logf("charon: get-conns: %v", err)
+		return
+	}
+	if lost {
+		d.logf("charon: btnsd's connections were unloaded by someone else (swanctl --load-conns?): loading them again")
+		d.apply(ctx)
+	}
 }
 
 // runAudit checks the connections btnsd does not own. The first audit

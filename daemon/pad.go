@@ -72,23 +72,11 @@ func newPad(signer crypto.Signer, pub *fingerprints.PublicKey, logf func(string,
 
 // desire computes the connections the policies and keys ask for.
 func (p *pad) desire(set *configs.Set, keys []fingerprints.Entry) []error {
-	want := map[string]desiredConn{}
-	var errs []error
-	for _, c := range set.Conns {
-		conns, err := btnsauth.Expand(c, keys, p.hostPub)
-		if err != nil {
-			// policies.load refuses such files; keys cannot cause it.
-			errs = append(errs, fmt.Errorf("%s: %w", c.Pos, err))
-			continue
-		}
-		for _, bc := range conns {
-			if o, dup := want[bc.Name]; dup {
-				errs = append(errs, fmt.Errorf("%s: connection name %s is also produced by policy %s; rename one", c.Pos, bc.Name, o.Policy))
-				continue
-			}
-			want[bc.Name] = desiredConn{Conn: bc, digest: btnsauth.Digest(bc.Body),
-				limits: limits{c.Policy.MaxSAs, c.Policy.MaxSAsPerAddr}}
-		}
+	conns, errs := btnsauth.ExpandAll(set.Conns, keys, p.hostPub)
+	want := make(map[string]desiredConn, len(conns))
+	for _, c := range conns {
+		pol := set.Conn(c.Policy).Policy
+		want[c.Name] = desiredConn{Conn: c, digest: btnsauth.Digest(c.Body), limits: limits{pol.MaxSAs, pol.MaxSAsPerAddr}}
 	}
 	p.want = want
 	return errs

@@ -3,8 +3,8 @@
 // and environment; Execute runs it for the real process.
 //
 // Each subcommand lives in its own file and is added in NewRootCmd:
-// key.go (the key store). Commands that talk to the daemon use the
-// --socket flag.
+// key.go (the key store), policy.go (policy files, status, audit).
+// Commands that talk to the daemon use the --socket flag.
 package cli
 
 import (
@@ -82,6 +82,9 @@ not; a running btnsd notices the change.`,
 
 	root.AddCommand(
 		newKeyCmd(g),
+		newPolicyCmd(g),
+		newStatusCmd(g),
+		newAuditCmd(g),
 	)
 	return root
 }
