@@ -301,12 +301,15 @@ func (h *Handle) Watch(ctx context.Context) (<-chan Event, error) {
 				if m.Header.Type != msgSockDiagByFamily {
 					continue
 				}
-				so, err := parseDiagMsg(m.Data, groupProto(from.Groups))
+				ev := Event{Kind: Closed}
+				ev.Socket, err = parseDiagMsg(m.Data, groupProto(from.Groups))
 				if err != nil {
-					continue
+					// A close we cannot name: the consumer re-dumps.
+					ev = Event{Kind: Overflow}
+				} else {
+					ev.Socket.Listening = !ev.Socket.Remote.IsValid()
 				}
-				so.Listening = !so.Remote.IsValid()
-				if !send(Event{Kind: Closed, Socket: so}) {
+				if !send(ev) {
 					return
 				}
 			}
