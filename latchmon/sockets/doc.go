@@ -13,7 +13,7 @@
 //     no per-socket system call; like `ss -tuan`). Unprivileged.
 //   - Watch: a notification for every socket the kernel frees (the
 //     sock_diag multicast groups SKNLGRP_INET{,6}_{TCP,UDP}_DESTROY).
-//     Needs CAP_NET_ADMIN.
+//     Unprivileged too: the kernel lets any user join these groups.
 //   - Destroy: abort one socket (SOCK_DESTROY, `ss -K`), the "reset"
 //     disposition of a broken latch. Needs CAP_NET_ADMIN and a kernel
 //     with CONFIG_INET_DIAG_DESTROY.

@@ -228,7 +228,8 @@ func isGone(err error) bool {
 }
 
 // Watch subscribes to the kernel's sock_diag destroy notifications of h's
-// namespace (the SKNLGRP_INET{,6}_{TCP,UDP}_DESTROY groups; CAP_NET_ADMIN)
+// namespace (the SKNLGRP_INET{,6}_{TCP,UDP}_DESTROY groups, open to any
+// user)
 // and sends an Event on the returned channel for every TCP or UDP socket
 // the kernel frees from then on. The subscription is in place when Watch
 // returns: a socket freed after that is reported.
@@ -255,8 +256,8 @@ func (h *Handle) Watch(ctx context.Context) (<-chan Event, error) {
 		return nil, err
 	}
 	if h.watchBuf > 0 {
-		// FORCE needs CAP_NET_ADMIN, which the subscription needs anyway;
-		// fall back to what net.core.rmem_max allows.
+		// FORCE needs CAP_NET_ADMIN; without it, take what
+		// net.core.rmem_max allows.
 		if s.SetReceiveBufferSize(h.watchBuf, true) != nil {
 			_ = s.SetReceiveBufferSize(h.watchBuf, false)
 		}
