@@ -229,9 +229,8 @@ func isGone(err error) bool {
 
 // Watch subscribes to the kernel's sock_diag destroy notifications of h's
 // namespace (the SKNLGRP_INET{,6}_{TCP,UDP}_DESTROY groups, open to any
-// user)
-// and sends an Event on the returned channel for every TCP or UDP socket
-// the kernel frees from then on. The subscription is in place when Watch
+// user) and sends an Event on the returned channel for every TCP or UDP
+// socket the kernel frees from then on. The subscription is in place when Watch
 // returns: a socket freed after that is reported.
 //
 // The kernel has no notification for a new socket, so Watch alone never
