@@ -167,8 +167,10 @@ func (h *Handle) Dump(ctx context.Context) ([]Socket, error) {
 // closed already, or the tuple belongs to a newer socket (with another
 // cookie), which is left alone. The cookie 0, which the kernel never
 // gives, always yields ErrGone. A listener or unconnected UDP socket in a
-// large SO_REUSEPORT group may be reported gone while it lives (see
-// reuseportTries); a connected socket never is.
+// large SO_REUSEPORT group may be reported gone while it lives: the kernel
+// picks one member of the group, and Destroy asks up to 128 times, which
+// misses one of n members with probability (1-1/n)^128 (2% for 32). A
+// connected socket is never reported gone while it lives.
 func (h *Handle) Destroy(so Socket) error {
 	d, err := destroyReq(so)
 	if err != nil {
