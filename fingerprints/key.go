@@ -67,6 +67,9 @@ func NewPublicKey(k crypto.PublicKey) (*PublicKey, error) {
 	p := &PublicKey{}
 	switch k := k.(type) {
 	case *rsa.PublicKey:
+		if k == nil || k.N == nil {
+			return nil, fmt.Errorf("%w: empty RSA key", ErrUnsupportedKey)
+		}
 		p.Key, p.Type, p.Bits = k, KeyRSA, k.N.BitLen()
 		if p.Bits < MinRSABits {
 			return nil, fmt.Errorf("%w: RSA key of %d bits is too small (minimum %d)", ErrUnsupportedKey, p.Bits, MinRSABits)
@@ -77,6 +80,9 @@ func NewPublicKey(k crypto.PublicKey) (*PublicKey, error) {
 	case rsa.PublicKey:
 		return NewPublicKey(&k)
 	case *ecdsa.PublicKey:
+		if k == nil || k.X == nil || k.Y == nil {
+			return nil, fmt.Errorf("%w: empty ECDSA key", ErrUnsupportedKey)
+		}
 		p.Key, p.Type = k, KeyECDSA
 		switch k.Curve {
 		case elliptic.P256(), elliptic.P384(), elliptic.P521():
@@ -96,6 +102,9 @@ func NewPublicKey(k crypto.PublicKey) (*PublicKey, error) {
 		}
 		p.Key, p.Type, p.Bits = k, KeyEd25519, 256
 	case *ed25519.PublicKey:
+		if k == nil {
+			return nil, fmt.Errorf("%w: empty Ed25519 key", ErrUnsupportedKey)
+		}
 		return NewPublicKey(*k)
 	default:
 		return nil, fmt.Errorf("%w: %s; use RSA (%d bits or more), ECDSA (P-256, P-384, P-521) or Ed25519",

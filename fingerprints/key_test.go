@@ -196,3 +196,11 @@ func TestParseRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestNewPublicKeyRefusesEmpty(t *testing.T) {
+	for _, k := range []any{nil, (*rsa.PublicKey)(nil), &rsa.PublicKey{}, &ecdsa.PublicKey{}, (*ed25519.PublicKey)(nil), ed25519.PublicKey{1, 2}, "text"} {
+		if p, err := NewPublicKey(k); err == nil || !errors.Is(err, ErrUnsupportedKey) {
+			t.Errorf("NewPublicKey(%#v) = %v, %v", k, p, err)
+		}
+	}
+}

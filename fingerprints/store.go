@@ -528,10 +528,12 @@ func (s *Store) Add(k *PublicKey, m Meta) (Entry, error) {
 	return es[0], nil
 }
 
-// AddMany adds several keys under one lock, all or none: if one is already
-// in the store (ErrExists) or twice in the list, nothing is written. It
-// flushes the file system once for the batch instead of twice per key, so
-// it suits importing many keys.
+// AddMany adds several keys under one lock. It checks them all before it
+// writes any: if one is already in the store (ErrExists), twice in the
+// list, or has bad metadata, nothing is written. (An I/O error halfway
+// through the renames can leave part of the batch; the next Reload sees
+// it.) It flushes the file system once for the batch instead of twice per
+// key, so it suits importing many keys.
 func (s *Store) AddMany(entries []Entry) ([]Entry, error) {
 	return s.add(entries, false)
 }

@@ -89,7 +89,7 @@ bits or more), ECDSA (P-256, P-384, P-521) and Ed25519 keys are accepted.
 The name defaults to the comment of an OpenSSH key, else the file's name.
 Several files are added all or none.`,
 		Example: `  btnsctl key add --name db1 --trust db1.pem
-  ssh-keyscan -t ed25519 db1 | cut -d' ' -f2- | btnsctl key add --name db1 -
+  ssh db1 cat /etc/ssh/ssh_host_ed25519_key.pub | btnsctl key add --name db1 -
   btnsctl key add --identity vpn.example.org --scope office --trust peer.pub`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
