@@ -94,3 +94,16 @@ type KeyCounts struct {
 	Trusted  int      `json:"trusted"`
 	Problems []string `json:"problems,omitempty"`
 }
+
+// Key is a key of the key store (GET /v1/keys, /v1/keys/{fp}).
+type Key struct {
+	Fingerprint string   `json:"fingerprint"`
+	Hex         string   `json:"hex"`
+	KeyID       string   `json:"keyid"`
+	Type        string   `json:"type"`
+	Name        string   `json:"name,omitempty"`
+	Identity    string   `json:"identity,omitempty"`
+	Trust       string   `json:"trust"`
+	Scope       []string `json:"scope,omitempty"`
+	PEM         string   `json:"pem"`
+}

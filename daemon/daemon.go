@@ -77,6 +77,7 @@ type daemon struct {
 	errs        []string
 
 	status atomic.Pointer[api.Status]
+	apiGID int // the API group's id, -1 for none
 }
 
 func newDaemon(cfg Config, ch charon, store *fingerprints.Store, signer crypto.Signer, pub *fingerprints.PublicKey) *daemon {
@@ -91,6 +92,7 @@ func newDaemon(cfg Config, ch charon, store *fingerprints.Store, signer crypto.S
 		pol:     newPolicies(cfg.PolicyDir),
 		pad:     newPad(signer, pub, cfg.Logf),
 		started: time.Now(),
+		apiGID:  -1,
 	}
 	d.publish()
 	return d
