@@ -367,12 +367,8 @@ func (l *lexer) next() token {
 		switch l.state() {
 		case sInitial:
 			switch {
-			case c == ' ' || c == '\t' || c == '\r' || c == '\n':
-				f.advance(1) // [\t\r ]+ and \n: eaten
-			case c == '#': // comments, up to the end of the line
-				for f.off < len(f.src) && f.src[f.off] != '\n' {
-					f.advance(1)
-				}
+			case c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '#':
+				skipBlanks(f)
 			case c == '{':
 				f.advance(1)
 				return token{kind: tLBrace, pos: start}
@@ -421,12 +417,8 @@ func (l *lexer) next() token {
 			}
 		case sRef:
 			switch {
-			case c == ' ' || c == '\t' || c == '\r' || c == '\n':
-				f.advance(1)
-			case c == '#':
-				for f.off < len(f.src) && f.src[f.off] != '\n' {
-					f.advance(1)
-				}
+			case c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '#':
+				skipBlanks(f)
 			case c == ',':
 				f.advance(1)
 				return token{kind: tComma, pos: start}
@@ -572,6 +564,50 @@ func (l *lexer) next() token {
 			}
 		}
 	}
+}
+
+// skipBlanks eats blanks, newlines and comments as the first three rules
+// of INITIAL and ref do, longest match first:
+//
+//	[\t ]*#[^\r\n]*   a comment after blanks: up to a CR or LF
+//	[\t\r ]+          blanks, CRs included
+//	\n|#.*\n          a newline, or a comment from '#' through the LF
+//
+// The difference matters with a lone CR: after blanks, a comment ends at
+// the CR and the rest of the line is read as settings; from '#' itself,
+// it runs to the LF (or, with no LF left in the file, to a CR).
+func skipBlanks(f *frame) {
+	c := f.src[f.off]
+	n := 0
+	switch c {
+	case ' ', '\t':
+		for b, ok := f.peek(n); ok && (b == ' ' || b == '\t'); b, ok = f.peek(n) {
+			n++
+		}
+		if b, ok := f.peek(n); ok && b == '#' {
+			for b, ok := f.peek(n); ok && b != '\r' && b != '\n'; b, ok = f.peek(n) {
+				n++
+			}
+			break
+		}
+		n = 0
+		fallthrough
+	case '\r':
+		for b, ok := f.peek(n); ok && (b == ' ' || b == '\t' || b == '\r'); b, ok = f.peek(n) {
+			n++
+		}
+	case '\n':
+		n = 1
+	case '#':
+		if i := bytes.IndexByte(f.src[f.off:], '\n'); i >= 0 {
+			n = i + 1
+			break
+		}
+		for b, ok := f.peek(n); ok && b != '\r'; b, ok = f.peek(n) {
+			n++
+		}
+	}
+	f.advance(n)
 }
 
 // includeBlanks returns how many blanks after "include" the rule

@@ -132,6 +132,11 @@ func (d *daemon) run(ctx context.Context) error {
 	check := time.NewTicker(2 * time.Second)
 	defer check.Stop()
 
+	// The store's watcher reloads it before it reports a change; this
+	// catches up with changes made between Open and the watch.
+	if _, err := d.store.Reload(); err != nil {
+		d.logf("key store: %v", err)
+	}
 	d.loadPolicies()
 	for {
 		select {
@@ -296,9 +301,6 @@ func (d *daemon) apply(ctx context.Context) {
 	defer d.publish()
 	if !d.connected {
 		return
-	}
-	if _, err := d.store.Reload(); err != nil {
-		d.logf("key store: %v", err)
 	}
 	var errs []error
 	errs = append(errs, d.pad.desire(d.pol.current, d.store.List())...)
