@@ -107,3 +107,105 @@ type Key struct {
 	Scope       []string `json:"scope,omitempty"`
 	PEM         string   `json:"pem"`
 }
+
+// Latch is a connection latch (RFC 5660) as the API shows it: GET
+// /v1/latches, /v1/latches/{id} (INQUIRE_LATCH), /v1/latches/find
+// (FIND_LATCH).
+type Latch struct {
+	ID    uint64 `json:"id"`
+	State string `json:"state"` // LISTENER, ESTABLISHED, BROKEN, CLOSED
+	// Proto is "tcp" or "udp"; Remote is empty for a LISTENER latch.
+	Proto  string `json:"proto"`
+	Local  string `json:"local"`
+	Remote string `json:"remote,omitempty"`
+	Cookie uint64 `json:"cookie"`
+	// Origin is "policy", "listener" or "api".
+	Origin      string `json:"origin"`
+	Listener    uint64 `json:"listener,omitempty"`
+	Disposition string `json:"disposition"` // reset or notify
+	Peer        Peer   `json:"peer"`
+	// Protection is the latched protection and quality of protection.
+	Protection       Protection `json:"protection"`
+	QoPIndeterminate bool       `json:"qop_indeterminate,omitempty"`
+	// SAs are charon's uniqueids of the child SAs bound to the latch;
+	// Conflicts those of covering child SAs that differ.
+	SAs          []uint64  `json:"sas,omitempty"`
+	Conflicts    []uint64  `json:"conflicts,omitempty"`
+	Lost         bool      `json:"lost,omitempty"`
+	PolicyBroken bool      `json:"policy_broken,omitempty"`
+	Reset        bool      `json:"reset,omitempty"`
+	Created      time.Time `json:"created"`
+	Changed      time.Time `json:"changed"`
+	Reason       string    `json:"reason"`
+}
+
+// Peer is the latched peer of a latch.
+type Peer struct {
+	// Kind is "key" (a trusted raw public key), "anonymous" (an IKE SA
+	// lineage) or "" (a listener latch that asked for none).
+	Kind        string `json:"kind"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// PublicKey is the peer's key in PEM, when it is in the key store.
+	PublicKey string `json:"public_key,omitempty"`
+	Lineage   uint64 `json:"lineage,omitempty"`
+	// ID is the IKE identity the peer asserted.
+	ID string `json:"id,omitempty"`
+}
+
+// Protection is the latched protection of a latch.
+type Protection struct {
+	Conn         string `json:"conn"`
+	Child        string `json:"child"`
+	Protocol     string `json:"protocol"`
+	Mode         string `json:"mode"`
+	Encap        bool   `json:"encap"`
+	Encr         string `json:"encr,omitempty"`
+	EncrKeySize  int    `json:"encr_keysize,omitempty"`
+	Integ        string `json:"integ,omitempty"`
+	IntegKeySize int    `json:"integ_keysize,omitempty"`
+	DHGroup      string `json:"dh_group,omitempty"`
+	LocalID      string `json:"local_id"`
+}
+
+// Alert is one latch transition (RFC 5660 2.3 ALERT), a line of GET
+// /v1/alerts.
+type Alert struct {
+	Latch    uint64    `json:"latch"`
+	Listener uint64    `json:"listener,omitempty"`
+	Proto    string    `json:"proto"`
+	Local    string    `json:"local"`
+	Remote   string    `json:"remote,omitempty"`
+	From     string    `json:"from"`
+	To       string    `json:"to"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// CreateLatch is the body of POST /v1/latches: CREATE_CONNECTION_LATCH
+// (Remote set) or CREATE_LISTENER_LATCH (Remote empty) for a flow the
+// caller owns.
+type CreateLatch struct {
+	Proto  string `json:"proto"`
+	Local  string `json:"local"`
+	Remote string `json:"remote,omitempty"`
+	// OnBreak is "reset" or "notify"; empty for the policy's.
+	OnBreak string `json:"on_break,omitempty"`
+	// Peer, if set, is the fingerprint the caller wants as peer.
+	Peer string `json:"peer,omitempty"`
+}
+
+// CloseLatch is the body of POST /v1/latches/{id}/close.
+type CloseLatch struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// ChannelBinding is GET /v1/latches/{id}/channel-binding.
+type ChannelBinding struct {
+	Latch uint64 `json:"latch"`
+	// Value is the channel-binding value in lowercase hex.
+	Value string `json:"value"`
+	// Label names the construction (fingerprints.ChannelBinding).
+	Label    string `json:"label"`
+	LocalKey string `json:"local_key"` // SHA256:... of this host's key
+	PeerKey  string `json:"peer_key"`  // SHA256:... of the peer's key
+}
