@@ -1,0 +1,345 @@
+# Helpers for the VM's scenarios (sourced by bash; see vm/README.md).
+#
+# A scenario builds its own hosts with lab_up: each host is a network
+# namespace on one bridge, like integration/lab: host number i (in the order
+# given) has 10.99.0.i/24 and fd00:99::i/64 on eth0. Each host runs its own
+# charon with kernel-netlink (real kernel ESP) and, when started, btnsd.
+# Files of host h live in $LAB/h: strongswan.conf, charon.log, charon.vici,
+# btnsd/ (btnsd's --root), btnsd.log. The init removes every host after each
+# scenario, whatever happened.
+#
+# A scenario fails by calling fail "reason" (or by any command failing under
+# "set -e"); the reason is what vm/run.sh prints.
+
+set -eEuo pipefail
+shopt -s inherit_errexit
+LAB=${LAB:-/tmp/lab}
+VMT_DIR=${VMT_DIR:-/tmp/vmtest/scratch}
+mkdir -p "$LAB" "$VMT_DIR"
+
+# count TEXT: its non-empty lines.
+count() { printf '%s\n' "$1" | awk 'NF{n++} END{print n+0}'; }
+
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+log() { echo "[$(uptime_s)] $*"; }
+
+# fail REASON: ends the scenario; REASON is its one-line verdict.
+fail() {
+	echo "$*" >"$VMT_DIR/reason"
+	log "FAIL: $*"
+	exit 1
+}
+
+# Any failing command without its own check ends the scenario with its line.
+trap 'rc=$?; [ -s "$VMT_DIR/reason" ] || echo "command failed (exit $rc) at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND" >"$VMT_DIR/reason"' ERR
+
+# eventually SECONDS WHAT CMD...: runs CMD every 0.2 s until it succeeds;
+# fails the scenario with WHAT after SECONDS.
+eventually() {
+	local secs=$1 what=$2 start
+	shift 2
+	start=$(date +%s)
+	until "$@" >/dev/null 2>&1; do
+		[ $(($(date +%s) - start)) -lt "$secs" ] || fail "$what: not within ${secs}s"
+		sleep 0.2
+	done
+}
+
+# ---- hosts
+
+# lab_up HOST...: the hosts on one bridge (namespace "sw").
+lab_up() {
+	local i=0 h
+	ip netns add sw
+	ip -n sw link add br0 type bridge
+	ip -n sw link set br0 up
+	for h in "$@"; do
+		i=$((i + 1))
+		mkdir -p "$LAB/$h"
+		echo "10.99.0.$i" >"$LAB/$h/addr4"
+		echo "fd00:99::$i" >"$LAB/$h/addr6"
+		ip netns add "$h"
+		ip link add eth0 netns "$h" type veth peer name "p$i" netns sw
+		ip -n sw link set "p$i" master br0 up
+		ip -n "$h" link set lo up
+		ip netns exec "$h" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+		ip -n "$h" addr add "10.99.0.$i/24" dev eth0
+		ip -n "$h" addr add "fd00:99::$i/64" dev eth0 nodad
+		ip -n "$h" link set eth0 up
+	done
+	log "hosts $* up"
+}
+
+addr4() { cat "$LAB/$1/addr4"; }
+addr6() { cat "$LAB/$1/addr6"; }
+
+# lab_down: stops every process in the hosts' namespaces and removes them.
+# The init calls it after each scenario.
+lab_down() {
+	local ns pid
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -TERM "$pid" 2>/dev/null || true
+		done
+	done
+	sleep 0.3
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -KILL "$pid" 2>/dev/null || true
+		done
+		ip netns del "$ns" 2>/dev/null || true
+	done
+}
+
+# ---- charon
+# charon_start HOST...: charon with kernel-netlink on each HOST, as the
+# integration lab runs it on a kernel with ESP; waits until every VICI
+# socket answers.
+charon_start() {
+	local h d i
+	for h in "$@"; do
+		d=$LAB/$h
+		charon_conf "$h" >"$d/strongswan.conf"
+		ip netns exec "$h" env STRONGSWAN_CONF="$d/strongswan.conf" \
+			sh -c 'mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon' >"$d/charon.out" 2>&1 &
+		echo $! >"$d/charon.pid"
+	done
+	for h in "$@"; do
+		d=$LAB/$h
+		for i in $(seq 1 150); do
+			[ -S "$d/charon.vici" ] && swan "$h" --version >/dev/null 2>&1 && break
+			kill -0 "$(cat "$d/charon.pid")" 2>/dev/null || fail "charon on $h exited: $(tail -n 3 "$d/charon.out" | tr '\n' ' ')"
+			[ "$i" -lt 150 ] || fail "charon on $h: no VICI socket within 30s"
+			sleep 0.2
+		done
+		log "charon on $h up"
+	done
+}
+
+# charon_conf HOST: the host's strongswan.conf.
+charon_conf() {
+	local d=$LAB/$1
+	cat <<EOF
+# btnsd VM, host $1 (kernel-netlink)
+charon {
+  load_modular = no
+  load = random nonce openssl pem pkcs1 pkcs8 pubkey x509 revocation constraints sshkey curve25519 sha1 sha2 hmac aes gcm kdf kernel-netlink socket-default vici updown counters
+  install_routes = no
+  install_virtual_ip = no
+  retransmit_tries = 3
+  retransmit_timeout = 2.0
+  retransmit_base = 1.4
+  plugins {
+    vici {
+      socket = unix://$d/charon.vici
+    }
+  }
+  filelog {
+    vm {
+      path = $d/charon.log
+      time_format = %H:%M:%S
+      ike_name = yes
+      append = yes
+      flush_line = yes
+      default = 1
+      ike = 2
+      cfg = 2
+      knl = 1
+      chd = 2
+    }
+  }
+}
+swanctl {
+  load = random nonce openssl pem pkcs1 pkcs8 pubkey x509 sshkey curve25519 sha1 sha2
+}
+pki {
+  load = random nonce openssl pem pkcs1 pkcs8 pubkey x509 sshkey curve25519 sha1 sha2
+}
+EOF
+}
+
+# swan HOST ARGS...: swanctl against the host's charon.
+swan() {
+	local h=$1 d=$LAB/$1
+	shift
+	ip netns exec "$h" env STRONGSWAN_CONF="$d/strongswan.conf" swanctl "$@" --uri "unix://$d/charon.vici"
+}
+# ---- btnsd
+
+# btnsd_start HOST...: btnsd beside each HOST's charon, with the policy
+# files already in $LAB/HOST/btnsd/policy.d; waits until each has
+# synchronised with its charon.
+btnsd_start() {
+	local h d i
+	for h in "$@"; do
+		d=$LAB/$h
+		mkdir -p "$d/btnsd/policy.d"
+		ip netns exec "$h" btnsd --root "$d/btnsd" --vici "$d/charon.vici" \
+			--run-dir "$d/btnsd-run" --state-dir "$d/btnsd-state" >"$d/btnsd.log" 2>&1 &
+		echo $! >"$d/btnsd.pid"
+	done
+	for h in "$@"; do
+		d=$LAB/$h
+		for i in $(seq 1 150); do
+			ctl "$h" status --json 2>/dev/null | jq -e '.charon.connected and .last_sync != null' >/dev/null 2>&1 && break
+			kill -0 "$(cat "$d/btnsd.pid")" 2>/dev/null || fail "btnsd on $h exited: $(tail -n 3 "$d/btnsd.log" | tr '\n' ' ')"
+			[ "$i" -lt 150 ] || fail "btnsd on $h: not synchronised with charon within 30s"
+			sleep 0.2
+		done
+		log "btnsd on $h synchronised"
+	done
+}
+
+# ctl HOST ARGS...: btnsctl for the host's btnsd.
+ctl() {
+	local h=$1 d=$LAB/$1
+	shift
+	btnsctl --root "$d/btnsd" --socket "$d/btnsd-run/btnsd.sock" "$@"
+}
+
+# policy HOST FILE TEXT: writes a policy file (atomically, as an editor).
+policy() {
+	local dir=$LAB/$1/btnsd/policy.d
+	mkdir -p "$dir"
+	printf '%s' "$3" >"$dir/.$2.tmp"
+	mv "$dir/.$2.tmp" "$dir/$2"
+}
+
+# btns_policy NAME PEER-ADDRESS MODE [BTNS-SETTINGS]: a BTNS policy file that
+# initiates to PEER-ADDRESS and accepts trusted keys from anywhere.
+btns_policy() {
+	cat <<EOF
+connections {
+  $1 {
+    remote_addrs = $2, %any
+    proposals = aes128-sha256-x25519
+    btns {
+      enabled = yes
+      ${4:-}
+    }
+    children {
+      host {
+        mode = $3
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+}
+EOF
+}
+
+# host_pub HOST: the host's public key (PEM), as its administrator hands it
+# out (created if btnsd never ran there: a key-only host).
+host_pub() { ctl "$1" key host --create --format pem; }
+
+# fp16 HOST: the first 16 hex digits of the host key's SHA-256 fingerprint,
+# as in charon connection names btns.<policy>.<fp16>.
+fp16() {
+	host_pub "$1" >"$LAB/$1/host.pub"
+	ctl "$1" key fp "$LAB/$1/host.pub" --format hex | cut -c1-16
+}
+
+# keyid HOST: the host key's keyid as swanctl --list-sas prints it (colon
+# hex); keyid_hex HOST: the same as 40 hex digits (id = "keyid:#<hex>").
+keyid() {
+	host_pub "$1" >"$LAB/$1/host.pub"
+	ctl "$1" key fp "$LAB/$1/host.pub" --format keyid
+}
+keyid_hex() { keyid "$1" | tr -d :; }
+
+# trust HOST PEER: HOST trusts PEER's key, as two administrators would.
+trust() {
+	host_pub "$2" >"$LAB/$1/$2.pub"
+	ctl "$1" key add "$LAB/$1/$2.pub" --name "$2" --trust >/dev/null
+	log "$1 trusts $2"
+}
+
+conn_loaded() { ctl "$1" status --json | jq -e --arg n "$2" 'any(.conns[]; .name == $n and .loaded)'; }
+
+# wait_conn HOST NAME: until btnsd on HOST has loaded charon connection NAME.
+wait_conn() { eventually 15 "connection $2 loaded by btnsd on $1" conn_loaded "$1" "$2"; }
+
+# initiate HOST IKE CHILD: swanctl --initiate; returns its status, output in
+# $VMT_DIR/initiate.log.
+initiate() {
+	log "$1 initiates $2 (child $3)"
+	swan "$1" --initiate --ike "$2" --child "$3" --timeout 30 >"$VMT_DIR/initiate.log" 2>&1
+}
+
+# ---- kernel SAs
+
+# xfrm_esp HOST: one line per kernel ESP SA: src dst spi mode packets bytes.
+xfrm_esp() {
+	ip -n "$1" -s xfrm state | awk '
+		/^src /{ if (p=="esp") print s, d, spi, m, pk, by; s=$2; d=$4; p=""; spi=""; m=""; pk=""; by="" }
+		/^\tproto /{ p=$2; spi=$4; sub(/\(.*/, "", spi); for (i=1;i<=NF;i++) if ($i=="mode") m=$(i+1) }
+		/lifetime current:/{ cur=1; next }
+		cur==1 { split($1,a,"("); by=a[1]; split($2,b,"("); pk=b[1]; cur=0 }
+		END{ if (p=="esp") print s, d, spi, m, pk, by }'
+}
+
+# esp_pair A B MODE: both hosts hold the same two kernel ESP SAs (A to B and
+# B to A, same SPIs) in MODE, and nothing else. Prints "spiAB spiBA".
+esp_pair() {
+	local a=$1 b=$2 mode=$3 ia ib sa sb
+	ia=$(addr4 "$a")
+	ib=$(addr4 "$b")
+	sa=$(xfrm_esp "$a" | awk '{print $1, $2, $3, $4}' | sort)
+	sb=$(xfrm_esp "$b" | awk '{print $1, $2, $3, $4}' | sort)
+	[ "$(count "$sa")" = 2 ] || fail "$a has $(count "$sa") ESP SAs, want 2: {$(echo "$sa" | paste -sd';')}"
+	[ "$sa" = "$sb" ] || fail "kernel ESP SAs differ: $a has {$(echo "$sa" | paste -sd';')}, $b has {$(echo "$sb" | paste -sd';')}"
+	grep -q "^$ia $ib 0x[0-9a-f]* $mode\$" <<<"$sa" || fail "no $mode ESP SA $ia -> $ib: $(echo "$sa" | paste -sd';')"
+	grep -q "^$ib $ia 0x[0-9a-f]* $mode\$" <<<"$sa" || fail "no $mode ESP SA $ib -> $ia: $(echo "$sa" | paste -sd';')"
+	echo "$(echo "$sa" | awk -v s="$ia" -v d="$ib" '$1==s && $2==d {print $3}') $(echo "$sa" | awk -v s="$ib" -v d="$ia" '$1==s && $2==d {print $3}')"
+}
+
+# esp_packets HOST SRC DST: the packet counter of HOST's ESP SA SRC -> DST.
+esp_packets() { xfrm_esp "$1" | awk -v s="$2" -v d="$3" '$1==s && $2==d {print $5}'; }
+
+# no_esp HOST: fails unless HOST has no kernel ESP SA.
+no_esp() {
+	local n
+	n=$(count "$(xfrm_esp "$1")")
+	[ "$n" = 0 ] || fail "$1 has $n kernel ESP SA(s): $(xfrm_esp "$1" | paste -sd';')"
+}
+
+# ---- traffic
+
+# tcp_transfer FROM TO BYTES: sends BYTES random bytes from FROM to TO with
+# nc over TCP and checks they arrived intact.
+tcp_transfer() {
+	local from=$1 to=$2 n=$3 dst port=5001
+	dst=$(addr4 "$to")
+	head -c "$n" /dev/urandom >"$VMT_DIR/send.bin"
+	rm -f "$VMT_DIR/recv.bin"
+	ip netns exec "$to" timeout 60 nc -l "$dst" "$port" >"$VMT_DIR/recv.bin" 2>"$VMT_DIR/nc-l.err" &
+	local lpid=$!
+	eventually 10 "nc listening on $to:$port" sh -c "ip netns exec $to ss -Hltn 'sport = :$port' | grep -q ."
+	ip netns exec "$from" timeout 60 nc -N -w 10 "$dst" "$port" <"$VMT_DIR/send.bin" 2>"$VMT_DIR/nc.err" ||
+		fail "nc $from -> $to:$port failed: $(head -c 200 "$VMT_DIR/nc.err")"
+	wait "$lpid" || fail "nc -l on $to failed: $(head -c 200 "$VMT_DIR/nc-l.err")"
+	cmp -s "$VMT_DIR/send.bin" "$VMT_DIR/recv.bin" ||
+		fail "TCP $from -> $to: received $(stat -c %s "$VMT_DIR/recv.bin") bytes, not the $n sent"
+	log "TCP $from -> $to: $n bytes intact"
+}
+
+# esp_counters_match A B: each of A's ESP SAs counted the same packets as
+# its peer on B, and some each way (a few tries: the last ACKs may still be
+# on their way).
+esp_counters_match() {
+	local a=$1 b=$2 min=1 ia ib i aout bin bout ain
+	ia=$(addr4 "$a")
+	ib=$(addr4 "$b")
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		aout=$(esp_packets "$a" "$ia" "$ib")
+		bin=$(esp_packets "$b" "$ia" "$ib")
+		bout=$(esp_packets "$b" "$ib" "$ia")
+		ain=$(esp_packets "$a" "$ib" "$ia")
+		if [ "$aout" = "$bin" ] && [ "$bout" = "$ain" ] && [ "${aout:-0}" -ge "$min" ] && [ "${bout:-0}" -ge "$min" ]; then
+			log "ESP packets: $a->$b $aout out / $bin in, $b->$a $bout out / $ain in"
+			return 0
+		fi
+		sleep 0.3
+	done
+	fail "ESP counters: $a->$b $aout out / $bin in, $b->$a $bout out / $ain in (want equal pairs, >= $min)"
+}
