@@ -3,7 +3,8 @@
 // and environment; Execute runs it for the real process.
 //
 // Each subcommand lives in its own file and is added in NewRootCmd:
-// key.go (the key store), policy.go (policy files, status, audit).
+// key.go (the key store), policy.go (policy files, status, audit),
+// latch.go (connection latches).
 // Commands that talk to the daemon use the --socket flag.
 package cli
 
@@ -85,6 +86,7 @@ not; a running btnsd notices the change.`,
 		newPolicyCmd(g),
 		newStatusCmd(g),
 		newAuditCmd(g),
+		newLatchCmd(g),
 	)
 	return root
 }
