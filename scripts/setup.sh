@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 pkgs="strongswan-charon strongswan-swanctl strongswan-pki libstrongswan-standard-plugins
 libstrongswan-extra-plugins libcharon-extra-plugins iproute2 iputils-ping netcat-openbsd
-procps kmod"
+procps kmod qemu-system-x86 debootstrap cpio zstd"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

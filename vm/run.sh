@@ -82,7 +82,7 @@ fi
 
 echo
 echo "run: FAIL: $reason (VM ran ${took}s)"
-grep -a -E '^VMTEST [^ ]+: FAIL' <<<"$tests" | sed 's/^/run:   /'
+grep -a -E '^VMTEST [^ ]+: FAIL' <<<"$tests" | grep -v '^VMTEST RESULT:' | sed 's/^/run:   /'
 if grep -q '^VMLOG ' <<<"$lines"; then
 	echo "run: evidence from the VM:"
 	grep -a '^VMLOG ' <<<"$lines" | sed 's/^VMLOG /  /'
