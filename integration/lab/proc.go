@@ -174,12 +174,18 @@ func (h *Host) KillCharon() {
 func (h *Host) CharonRunning() bool { return h.charon != nil && h.charon.Running() }
 
 // TakeAddress makes h impersonate victim on the shared link, as an attacker
-// on the LAN would: the victim's interface goes down, h adds the victim's
-// addresses, and every other host forgets its neighbour entries so that the
-// next packet to that address reaches h.
+// on the LAN would: the victim's interface goes down, h gives up its own
+// addresses for the victim's (so that everything h sends comes from them,
+// IKE included), and every other host forgets its neighbour entries so that
+// the next packet to that address reaches h.
 func (h *Host) TakeAddress(ctx context.Context, victim *Host) error {
 	if _, err := victim.Run(ctx, "ip", "link", "set", "eth0", "down"); err != nil {
 		return err
+	}
+	for _, a := range []string{h.Addr4.String() + "/24", h.Addr6.String() + "/64"} {
+		if _, err := h.Run(ctx, "ip", "addr", "del", a, "dev", "eth0"); err != nil {
+			return err
+		}
 	}
 	if _, err := h.Run(ctx, "ip", "addr", "add", victim.Addr4.String()+"/24", "dev", "eth0"); err != nil {
 		return err

@@ -69,8 +69,12 @@ func newLatchListCmd(g *globals) *cobra.Command {
 				if remote == "" {
 					remote = "*"
 				}
+				child := "-"
+				if l.Protection.Conn != "" {
+					child = l.Protection.Conn + "/" + l.Protection.Child
+				}
 				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.ID, l.State, l.Proto, l.Local, remote,
-					peerString(l.Peer), l.Protection.Conn+"/"+l.Protection.Child, l.Disposition)
+					peerString(l.Peer), child, l.Disposition)
 			}
 			return w.Flush()
 		},
