@@ -464,7 +464,9 @@ func (l *loop) housekeeping() {
 		l.resyncDue = true
 		l.retryAt = time.Time{}
 	}
-	if l.resyncDue && !now.Before(l.retryAt) {
+	// Restored latches past their wait do not wait for a retry either.
+	late := !l.restoreBy.IsZero() && !now.Before(l.restoreBy)
+	if l.resyncDue && (!now.Before(l.retryAt) || late) {
 		l.resync()
 	}
 	if l.events == nil && !now.Before(l.rewatchAt) {
