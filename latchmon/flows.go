@@ -90,15 +90,17 @@ func (m *Monitor) applyDump(socks []sockets.Socket) (seen, gone []latch.Flow) {
 		if !live(s) || s.Cookie == 0 {
 			continue
 		}
-		e, ok := m.socks[s.Cookie]
-		if ok && !sameFlow(&e.s, s) {
+		e := m.socks[s.Cookie]
+		switch {
+		case e == nil:
+			m.socks[s.Cookie] = &sockEntry{s: *s, gen: gen}
+			seen = append(seen, flowOf(s))
+			continue
+		case !sameFlow(&e.s, s):
 			gone = append(gone, flowOf(&e.s))
-			ok = false
-		}
-		if !ok {
 			seen = append(seen, flowOf(s))
 		}
-		m.socks[s.Cookie] = sockEntry{s: *s, gen: gen}
+		e.s, e.gen = *s, gen
 	}
 	for c, e := range m.socks {
 		if e.gen != gen {

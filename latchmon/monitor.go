@@ -93,7 +93,7 @@ type Monitor struct {
 	learnedFP  map[string]string // btnsd connection -> fingerprint, from restored latches
 	policies   map[polKey]latch.Policy
 	ikeAuth    map[uint64]ikeMemo
-	socks      map[uint64]sockEntry // live sockets of the last dump, by cookie
+	socks      map[uint64]*sockEntry // live sockets of the last dump, by cookie
 	sockGen    uint64
 	subs       map[*subscriber]struct{}
 }
@@ -126,7 +126,7 @@ func New(cfg Config) (*Monitor, error) {
 		learnedFP:       make(map[string]string),
 		policies:        make(map[polKey]latch.Policy),
 		ikeAuth:         make(map[uint64]ikeMemo),
-		socks:           make(map[uint64]sockEntry),
+		socks:           make(map[uint64]*sockEntry),
 		subs:            make(map[*subscriber]struct{}),
 	}
 	if m.logf == nil {
