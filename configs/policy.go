@@ -202,12 +202,12 @@ func isOneOf(k string, keys []string) bool {
 }
 
 // policy extracts and checks the btnsd settings of connection conn.
-func (m *mapper) policy(name string, at Pos) Policy {
+func (m *mapper) policy(name string, at Pos, body *vici.Msg) Policy {
 	cp := []string{"connections", name}
 	pol := Policy{Peers: Peers{Mode: PeersAll}, Local: LocalHostKey}
 	where := fmt.Sprintf("connection %q", name)
 
-	m.strayBtns(cp, 0)
+	m.strayBtns(body, cp, 0)
 
 	var btnsAt Pos
 	if s := m.btns(cp, where, connKeys, childKeys); s != nil {
@@ -355,21 +355,35 @@ func (m *mapper) btns(p []string, where string, known, other []string) *Section 
 
 // strayBtns reports btns sections anywhere but in a connection and in its
 // children (level counts the sections below the connection). A child may
-// itself be named btns.
-func (m *mapper) strayBtns(p []string, level int) {
-	for _, s := range m.v.subsections(p) {
+// itself be named btns. It walks the mapped body, whose size VICI's limit
+// bounds, rather than the settings tree, which references can make
+// endless.
+func (m *mapper) strayBtns(msg *vici.Msg, p []string, level int) {
+	for _, name := range msg.Keys() {
+		sub := msg.Section(name)
+		if sub == nil {
+			continue
+		}
 		childName := level == 1 && p[len(p)-1] == "children"
-		if s.Name == btnsSection && !childName {
+		if name == btnsSection && !childName {
 			allowed := level == 0 || (level == 2 && p[len(p)-2] == "children")
 			if !allowed {
-				m.errorf(s.Pos, "a btns section belongs in a connection or in one of its children, not in %s", strings.Join(p, "."))
+				m.errorf(m.sectionPos(p, name), "a btns section belongs in a connection or in one of its children, not in %s", strings.Join(p, "."))
 			}
 			continue // btns() checks its contents
 		}
-		if level < maxNesting {
-			m.strayBtns(append(p[:len(p):len(p)], s.Name), level+1)
+		m.strayBtns(sub, append(p[:len(p):len(p)], name), level+1)
+	}
+}
+
+// sectionPos returns where the subsection name of p is first defined.
+func (m *mapper) sectionPos(p []string, name string) Pos {
+	for _, s := range m.v.subsections(p) {
+		if s.Name == name {
+			return s.Pos
 		}
 	}
+	return Pos{File: m.v.root.Pos.File}
 }
 
 // strip removes btnsd's sections from a connection body.

@@ -19,14 +19,16 @@ import (
 type view struct {
 	root  *Section
 	depth int
-	steps int
+	steps int    // lookups in the current query
+	total int    // lookups in all queries
 	cur   *Ref   // the reference being followed
 	err   *Error // set when a lookup went too deep or took too long
 }
 
 const (
 	maxRefDepth = 64
-	maxRefSteps = 1 << 20
+	maxRefSteps = 1 << 20 // per query
+	maxRefTotal = 1 << 24 // per file
 )
 
 func splitPath(p string) []string { return strings.Split(p, ".") }
@@ -45,7 +47,8 @@ func (v *view) find(sec *Section, key []string, ignoreRefs bool, out *[]*Section
 		return
 	}
 	v.steps++
-	if v.depth++; v.depth > maxRefDepth || v.steps > maxRefSteps {
+	v.total++
+	if v.depth++; v.depth > maxRefDepth || v.steps > maxRefSteps || v.total > maxRefTotal {
 		r := v.cur
 		if r == nil {
 			r = &Ref{Pos: sec.Pos}

@@ -98,8 +98,11 @@ func LoadFile(fsys fs.FS, name string, opt Options) *File {
 	msgs := m.messages()
 	var conns []*Conn
 	for _, msg := range msgs {
+		if m.over[msg.Name] || m.v.err != nil {
+			continue // already an error; the tree may be endless
+		}
 		c := &Conn{Name: msg.Name, File: name, Pos: msg.Pos}
-		c.Policy = m.policy(msg.Name, msg.Pos)
+		c.Policy = m.policy(msg.Name, msg.Pos, msg.Body)
 		if c.Pos.File == "" {
 			c.Pos = root.Pos
 		}

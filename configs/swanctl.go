@@ -234,10 +234,29 @@ type mapper struct {
 	dirs   Dirs
 	onRead func(string, []byte)
 	errs   ErrorList
+	// budget is what is left of VICI's message size for the connection
+	// being mapped; references can make a small file expand into a huge
+	// tree, which mapping stops building once over the limit.
+	budget int
+	// over holds the connections whose message went over the limit.
+	over map[string]bool
 }
 
+// maxErrors bounds the errors reported for one file: references can
+// repeat one mistake endlessly.
+const maxErrors = 50
+
 func (m *mapper) errorf(p Pos, format string, args ...any) {
-	m.errs = append(m.errs, errorf(p, format, args...))
+	m.add(errorf(p, format, args...))
+}
+
+func (m *mapper) add(e *Error) {
+	switch {
+	case len(m.errs) < maxErrors:
+		m.errs = append(m.errs, e)
+	case len(m.errs) == maxErrors:
+		m.errs = append(m.errs, errorf(e.Pos(), "too many errors"))
+	}
 }
 
 // Swanctl returns the load-conn requests "swanctl --load-conns --file F"
@@ -275,7 +294,7 @@ func Swanctl(fsys fs.FS, root *Section, dirs Dirs) ([]Message, error) {
 // done reports a reference loop met by any lookup.
 func (m *mapper) done() {
 	if m.v.err != nil {
-		m.errs = append(m.errs, m.v.err)
+		m.add(m.v.err)
 		m.v.err = nil
 	}
 }
@@ -294,7 +313,9 @@ func SwanctlFile(fsys fs.FS, name string, dirs Dirs) ([]Message, error) {
 
 func (m *mapper) messages() []Message {
 	if errs := m.v.checkRefs(); len(errs) > 0 {
-		m.errs = append(m.errs, errs...)
+		for _, e := range errs {
+			m.add(e)
+		}
 		return nil
 	}
 	var msgs []Message
@@ -303,10 +324,16 @@ func (m *mapper) messages() []Message {
 		if !m.checkName(c) {
 			continue
 		}
+		// the packet: type, command name, section start and end
+		m.budget = maxViciMsg - (1 + 1 + len("load-conn") + 1 + 1 + len(c.Name) + 1)
 		body := m.section(p, c.Pos)
 		msgs = append(msgs, Message{Name: c.Name, Body: body, Pos: c.Pos})
-		if size := viciSize(Message{Name: c.Name, Body: body}.Msg()) + 1 + 1 + len("load-conn"); size > maxViciMsg {
-			m.errorf(c.Pos, "connection %q makes a load-conn message of %d bytes, more than VICI's limit of %d (too many or too large certificates?)", c.Name, size, maxViciMsg)
+		if m.budget < 0 {
+			if m.over == nil {
+				m.over = map[string]bool{}
+			}
+			m.over[c.Name] = true
+			m.errorf(c.Pos, "connection %q makes a load-conn message larger than VICI's limit of %d bytes (too many or too large certificates, or references that expand without end?)", c.Name, maxViciMsg)
 		}
 	}
 	return msgs
@@ -328,7 +355,7 @@ func (m *mapper) checkName(s *Section) bool {
 // section maps one section (add_key_values, then add_sections).
 func (m *mapper) section(p []string, at Pos) *vici.Msg {
 	msg := vici.NewMsg()
-	if m.v.err != nil {
+	if m.v.err != nil || m.budget < 0 {
 		return msg
 	}
 	for _, kv := range m.v.keys(p) {
@@ -353,6 +380,9 @@ func (m *mapper) section(p []string, at Pos) *vici.Msg {
 			}
 			msg.Set(kv.Key, kv.Value)
 		}
+		if m.budget -= elemSize(kv.Key, msg.Get(kv.Key)); m.budget < 0 {
+			return msg
+		}
 	}
 	for _, sub := range m.v.subsections(p) {
 		if !m.checkName(sub) {
@@ -367,7 +397,11 @@ func (m *mapper) section(p []string, at Pos) *vici.Msg {
 			m.errorf(sub.Pos, "section %q has the name of a key of %s; a VICI message cannot hold both", sub.Name, strings.Join(p, "."))
 			continue
 		}
+		m.budget -= 1 + 1 + len(sub.Name) + 1 // section start and end
 		msg.Set(sub.Name, m.section(sp, sub.Pos))
+		if m.budget < 0 {
+			return msg
+		}
 	}
 	return msg
 }
@@ -412,7 +446,7 @@ func (m *mapper) fileList(kv *KeyValue) []string {
 		}
 		data, err := fs.ReadFile(m.fsys, name)
 		if err != nil {
-			m.errs = append(m.errs, wrapf(kv.ValuePos, err, "loading %s certificate %q failed: %v", kv.Key, name, unwrapPathError(err)))
+			m.add(wrapf(kv.ValuePos, err, "loading %s certificate %q failed: %v", kv.Key, name, unwrapPathError(err)))
 			return items // swanctl stops at the first failure
 		}
 		if m.onRead != nil {
@@ -426,20 +460,21 @@ func (m *mapper) fileList(kv *KeyValue) []string {
 	return items
 }
 
-// viciSize returns the encoded size of a VICI message body.
-func viciSize(m *vici.Msg) int {
+// elemSize returns the encoded size of a VICI message element.
+func elemSize(k string, v any) int {
 	n := 0
-	for _, k := range m.Keys() {
-		switch v := m.Get(k).(type) {
-		case string:
-			n += 1 + 1 + len(k) + 2 + len(v)
-		case []string:
-			n += 1 + 1 + len(k) + 1
-			for _, it := range v {
-				n += 1 + 2 + len(it)
-			}
-		case *vici.Msg:
-			n += 1 + 1 + len(k) + viciSize(v) + 1
+	switch v := v.(type) {
+	case string:
+		n += 1 + 1 + len(k) + 2 + len(v)
+	case []string:
+		n += 1 + 1 + len(k) + 1
+		for _, it := range v {
+			n += 1 + 2 + len(it)
+		}
+	case *vici.Msg:
+		n += 1 + 1 + len(k) + 1
+		for _, k := range v.Keys() {
+			n += elemSize(k, v.Get(k))
 		}
 	}
 	return n

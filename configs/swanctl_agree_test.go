@@ -190,7 +190,7 @@ func (f *fakeCharon) serve() {
 }
 
 func (f *fakeCharon) conn(c net.Conn) error {
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	for {
 		var n uint32
 		if err := binary.Read(c, binary.BigEndian, &n); err != nil {
@@ -245,7 +245,7 @@ func runSwanctl(t *testing.T, file string) ([]*vici.Msg, string) {
 		t.Skip("swanctl not installed")
 	}
 	f, uri := startFakeCharon(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--load-conns", "--uri", uri, "--file", file)
 	conf := filepath.Join(t.TempDir(), "strongswan.conf")

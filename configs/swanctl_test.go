@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/btnsd/btnsd/vici"
 	"github.com/google/go-cmp/cmp"
@@ -283,7 +284,7 @@ func TestSwanctlMappingErrors(t *testing.T) {
 				"x509/4": strings.Repeat("x", 60000), "x509/5": strings.Repeat("x", 60000), "x509/6": strings.Repeat("x", 60000),
 				"x509/7": strings.Repeat("x", 60000), "x509/8": strings.Repeat("x", 60000), "x509/9": strings.Repeat("x", 60000),
 			},
-			want: []string{`a.conf:2:2: connection "a" makes a load-conn message of 540`},
+			want: []string{`a.conf:2:2: connection "a" makes a load-conn message larger than VICI's limit of 524288 bytes`},
 		},
 		{
 			name:  "key and section of one name",
@@ -335,5 +336,45 @@ func TestMessageMsg(t *testing.T) {
 	want := msgJSON(t, `{"c": {"version": "2"}}`)
 	if diff := cmp.Diff(want.Format(), m.Msg().Format()); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
+	}
+}
+
+// References can make a small file expand without end; mapping stays
+// bounded and says why.
+func TestExpansionBombs(t *testing.T) {
+	tests := []struct {
+		src  string
+		want string
+	}{
+		{
+			src:  "tpl {\n k = " + strings.Repeat("v", 1000) + "\n s1 : tpl { }\n s2 : tpl { }\n}\nconnections {\n x : tpl { }\n}\n",
+			want: `p.conf:3:7: reference "tpl" leads to a reference loop`, // endless, not circular
+		},
+		{
+			src:  "tpl {\n k = " + strings.Repeat("v", 60000) + "\n a : tpl { }\n b : tpl { }\n c : tpl { }\n}\nconnections {\n x : tpl { }\n}\n",
+			want: `p.conf:8:2: connection "x" makes a load-conn message larger than VICI's limit`,
+		},
+		{
+			src:  "t1 { a : t2 { } }\nt2 { b : t1 { } }\nconnections { x : t1 { } }\n",
+			want: `p.conf:1:10: reference "t2" leads to a reference loop`,
+		},
+	}
+	for _, tt := range tests {
+		start := time.Now()
+		f := LoadFile(mapFS(map[string]string{"p.conf": tt.src}), "p.conf", Options{})
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("took %v", d)
+		}
+		errs := Errors(f.Err)
+		if len(errs) == 0 || len(errs) > maxErrors+1 {
+			t.Fatalf("%d errors", len(errs))
+		}
+		found := false
+		for _, e := range errs {
+			found = found || strings.HasPrefix(e.Error(), tt.want)
+		}
+		if !found {
+			t.Errorf("no error %q in\n%v", tt.want, f.Err)
+		}
 	}
 }
