@@ -42,6 +42,7 @@ e" tail # done
 `}},
 	{name: "one-line section swallows", files: map[string]string{"swanctl.conf": "connections { a { version = 2 } b { version = 1 rekey_time = 1h } }\n"}},
 	{name: "one-line sections closing too often", fail: true, files: map[string]string{"swanctl.conf": "connections {\n a { version = 1 children { c { mode = tunnel } } }\n}\n"}},
+	{name: "comments and lone CRs", files: map[string]string{"swanctl.conf": "connections {\n a {\n# c\rversion = 1\n   # d\rmobike = no\n\t# e\r\n x = 1 # f\ry = 2\n b { }\t# g\rz = 3\n }\n c : # h\rconnections.a {\n }\n}\n"}},
 	{name: "CRLF and CR", files: map[string]string{"swanctl.conf": "connections {\r\n a {\r\n  version = 2\r\n  local_addrs = a\rb\r\n }\r\n}\r\n"}},
 	{name: "include corners", files: map[string]string{
 		"swanctl.conf":        "connections {\n include conf.d/*.conf\n include \"sp ace.conf\"# c\n include /{{DIR}}/abs\\ x.conf\n}\n",

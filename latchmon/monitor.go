@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/btnsd/btnsd/btnsauth"
 	"github.com/btnsd/btnsd/latchmon/latch"
 	"github.com/btnsd/btnsd/latchmon/sockets"
 	"github.com/btnsd/btnsd/vici"
@@ -239,6 +240,13 @@ func (m *Monitor) HandleSAEvent(ev vici.Event) {
 // automatically; their SAs are still followed, since they can conflict
 // with a latch.
 func (m *Monitor) SetConns(conns []ConnInfo) {
+	conns = slices.DeleteFunc(slices.Clone(conns), func(c ConnInfo) bool {
+		if !btnsauth.Owned(c.Name) {
+			m.logf("SetConns: %s is not a connection of btnsd's: ignored", c.Name)
+			return true
+		}
+		return false
+	})
 	at := m.now()
 	m.locked(at, func() {
 		for _, c := range conns {

@@ -71,7 +71,12 @@ func TestAuthFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.SetConns(append(webConns(""), ConnInfo{Name: "btns.plain", Policy: "plain", Children: []ChildInfo{{Name: "c"}}}))
+	m.SetConns(append(webConns(""), ConnInfo{Name: "btns.plain", Policy: "plain", Children: []ChildInfo{{Name: "c"}}},
+		// Not btnsd's: ignored, never latched, its peers named by identity.
+		ConnInfo{Name: "mallory", PeerFP: fpBob, Children: []ChildInfo{{Name: "any", Latch: true}}}))
+	if _, ok := m.policies[polKey{"mallory", "any"}]; ok {
+		t.Error("a foreign connection got a latching policy")
+	}
 	m.learnedFP["btns.old."+fpBob[:16]] = fpString(fpBob)
 	key := func(fp string) latch.Auth { return latch.Auth{Kind: latch.KeyPeer, Fingerprint: fp} }
 	anonymous := latch.Auth{Kind: latch.AnonymousPeer}
