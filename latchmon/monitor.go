@@ -494,18 +494,22 @@ func (l *loop) housekeeping() {
 
 func (l *loop) persistEvery() time.Duration { return max(l.m.persistInterval, 10*l.saveCost) }
 
+// nextDeadline returns when housekeeping has something to do next. A
+// resynchronisation that is due and was not done waits for SetConns, which
+// wakes the loop.
 func (l *loop) nextDeadline() (time.Time, bool) {
 	var next time.Time
+	now := time.Now()
 	consider := func(t time.Time) {
-		if next.IsZero() || t.Before(next) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}
 	if l.resyncDue {
-		consider(l.retryAt)
-		if !l.restoreBy.IsZero() {
-			consider(l.restoreBy)
+		if l.retryAt.After(now) {
+			consider(l.retryAt)
 		}
+		consider(l.restoreBy)
 	}
 	if l.events == nil {
 		consider(l.rewatchAt)
