@@ -25,10 +25,16 @@ func (l *loop) dump() {
 	socks, err := m.src.Dump(l.ctx)
 	l.pollEvery = max(m.pollInterval, 10*time.Since(start))
 	if err != nil {
-		if l.ctx.Err() == nil {
-			m.logf("socket dump: %v", err)
+		// Logged once per kind of failure, not at every poll.
+		if l.ctx.Err() == nil && err.Error() != l.dumpErr {
+			m.logf("socket dump: %v (new flows are not seen until a dump succeeds)", err)
+			l.dumpErr = err.Error()
 		}
 		return
+	}
+	if l.dumpErr != "" {
+		m.logf("socket dump: works again")
+		l.dumpErr = ""
 	}
 	at := m.now()
 	resync := false

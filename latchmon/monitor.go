@@ -419,6 +419,7 @@ type loop struct {
 	restoreBy  time.Time
 	warnedLate bool
 	rewatchAt  time.Time
+	dumpErr    string // the last dump's failure, logged once
 
 	saveCost time.Duration
 	saved    time.Time
