@@ -233,6 +233,7 @@ type worldOpts struct {
 	noConns   bool // do not call SetConns
 	ch        *vicitest.Charon
 	socks     *fakeSockets
+	src       SocketSource // instead of fake sockets
 	subBuf    int
 	restore   time.Duration
 }
@@ -247,7 +248,11 @@ func newWorld(t *testing.T, o worldOpts) *world {
 		w.socks = newFakeSockets()
 	}
 	w.sas = w.ch.SAs()
-	m, err := New(Config{StatePath: o.statePath, Logf: w.log.logf, Sockets: w.socks, SAs: w.ch,
+	var src SocketSource = w.socks
+	if o.src != nil {
+		src = o.src
+	}
+	m, err := New(Config{StatePath: o.statePath, Logf: w.log.logf, Sockets: src, SAs: w.ch,
 		PollInterval: 2 * time.Millisecond, PersistInterval: 5 * time.Millisecond,
 		SubscriberBuffer: o.subBuf, RestoreTimeout: o.restore})
 	if err != nil {
