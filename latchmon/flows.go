@@ -37,13 +37,27 @@ var HostSockets SocketSource = hostSockets{}
 
 var _ SocketSource = (*sockets.Handle)(nil)
 
+// ikePorts are the UDP ports of IKE and of UDP-encapsulated ESP (charon's
+// defaults). Their sockets are the key manager's own: RFC 4301 requires IKE
+// to bypass IPsec, so no SA ever protects them and latching them would
+// only add LISTENER latches that mean nothing.
+var ikePorts = [...]uint16{500, 4500}
+
 // live reports whether a socket in a dump is a flow an application holds.
-// Skipped: TIME-WAIT (which carries the cookie of a socket already reported
+// Skipped: the IKE sockets (ikePorts), TIME-WAIT (which carries the cookie of a socket already reported
 // closed), request sockets (SYN-RECV, which an accepted connection replaces
 // with a socket of its own cookie), closed TCP sockets, and FIN-WAIT,
 // LAST-ACK and CLOSING sockets the application has closed (Inode 0), which
 // only finish their exchange.
 func live(s *sockets.Socket) bool {
+	if s.Proto == sockets.UDP {
+		for _, p := range ikePorts {
+			if s.Local.Port() == p {
+				return false
+			}
+		}
+		return true
+	}
 	if s.Proto != sockets.TCP {
 		return true
 	}

@@ -304,6 +304,26 @@ func TestListener(t *testing.T) {
 	waitFor(t, "the log line naming the listener", func() bool { return w.log.has("(from listener latch 1)") })
 }
 
+// charon's own IKE sockets (UDP 500, 4500) get no LISTENER latch even under
+// a child that covers every protocol: IKE bypasses IPsec (RFC 4301), no SA
+// ever protects them. Another UDP socket there does get one.
+func TestIKESocketsNotLatched(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	w.start(worldOpts{})
+	for i, port := range []string{"500", "4500", "5353"} {
+		w.socks.add(sockets.Socket{Proto: sockets.UDP, Local: netip.MustParseAddrPort("0.0.0.0:" + port), State: 7, Cookie: uint64(0x20 + i), Inode: 1, Listening: true})
+	}
+	w.up(ikeSA(alice, 1, "10.99.0.2", childSA("web", 1, "10.99.0.1/32", "10.99.0.2/32")))
+	a := w.expect(1, latch.None, latch.Listener, "listening")
+	if a.Tuple.Local.Port() != 5353 {
+		t.Errorf("LISTENER latch on %v, want the UDP socket on 5353", a.Tuple)
+	}
+	w.quiet()
+	if n := len(w.m.Latches()); n != 1 {
+		t.Errorf("%d latches, want 1: %+v", n, w.m.Latches())
+	}
+}
+
 // RFC 5660 2.2: a policy change that drops the child breaks its latches.
 func TestConnRemovedBreaks(t *testing.T) {
 	w := newWorld(t, worldOpts{})
