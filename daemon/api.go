@@ -223,7 +223,7 @@ func (d *daemon) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, apiKey(e))
 	})
-	// latch routes: see latches.go
+	d.latchRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/btnsd/btnsd/btnsauth"
 	"github.com/btnsd/btnsd/configs"
 	"github.com/btnsd/btnsd/fingerprints"
+	"github.com/btnsd/btnsd/latchmon"
 	"github.com/btnsd/btnsd/vici"
 )
 
@@ -38,6 +41,18 @@ func Run(ctx context.Context, cfg Config) error {
 	client := vici.New(cfg.VICISocket, vici.WithLogf(prefixed(cfg.Logf, "vici: ")))
 	defer client.Close()
 	d := newDaemon(cfg, client, store, signer, pub)
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	mon, err := latchmon.New(latchmon.Config{
+		StatePath: filepath.Join(cfg.StateDir, "latches.json"),
+		Logf:      prefixed(cfg.Logf, "latch: "),
+		SAs:       client,
+	})
+	if err != nil {
+		return err
+	}
+	d.mon = mon
 	srv, err := d.listenAPI()
 	if err != nil {
 		return err
@@ -63,6 +78,7 @@ type daemon struct {
 
 	pol *policies
 	pad *pad
+	mon *latchmon.Monitor // nil in tests that do not latch
 
 	connected bool
 	resyncDue bool // a resync failed: try again
@@ -102,6 +118,17 @@ func newDaemon(cfg Config, ch charon, store *fingerprints.Store, signer crypto.S
 func (d *daemon) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if d.mon != nil {
+		monDone := make(chan struct{})
+		go func() {
+			defer close(monDone)
+			if err := d.mon.Run(ctx); err != nil && ctx.Err() == nil {
+				d.logf("latch monitor stopped: %v", err)
+			}
+		}()
+		// The monitor saves the latch database on its way out.
+		defer func() { cancel(); <-monDone }()
+	}
 
 	policyCh, err := configs.Watch(ctx, []string{d.cfg.PolicyDir}, configs.WatchOptions{Debounce: d.cfg.Debounce, Logf: prefixed(d.logf, "policy watch: ")})
 	if err != nil {
@@ -194,6 +221,9 @@ func (d *daemon) loadPolicies() bool {
 }
 
 func (d *daemon) onEvent(ctx context.Context, ev vici.Event) error {
+	if d.mon != nil {
+		d.mon.HandleSAEvent(ev)
+	}
 	switch e := ev.(type) {
 	case vici.Resync:
 		d.logf("charon: resynchronising (%s)", e.Reason)
@@ -222,13 +252,18 @@ func (d *daemon) resync(ctx context.Context) error {
 		lost, err = d.pad.adopt(ctx, d.ch)
 	}
 	if err != nil {
-		d.logf("charon: get-conns: %v (will retry)", err)
+		if !d.resyncDue {
+			d.logf("charon: get-conns: %v (retrying every 2 s)", err)
+		}
 		d.connected = false
 		d.resyncDue = true
 		d.publish()
 		return nil
 	}
-	d.resyncDue = false
+	if d.resyncDue {
+		d.logf("charon: reachable again")
+		d.resyncDue = false
+	}
 	if d.restartSeen {
 		lost = true
 		d.restartSeen = false
@@ -319,6 +354,9 @@ func (d *daemon) apply(ctx context.Context) {
 			len(res.Loaded), res.Loaded, len(res.Unloaded), res.Unloaded, res.Terminated)
 	}
 	d.lastSync = time.Now()
+	if d.mon != nil {
+		d.mon.SetConns(d.connInfos())
+	}
 	d.enforceLimits(ctx)
 }
 

@@ -22,6 +22,9 @@ var bins struct {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv("BTNSD_TEST_APP") != "" {
+		runTestApp()
+	}
 	dir, err := os.MkdirTemp("", "btnsd-bin-")
 	if err == nil {
 		bins.dir = dir
