@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -14,10 +15,11 @@ import (
 
 // The test binary doubles as a small TCP application that the tests run
 // inside lab hosts, so that they can see what an application sees when its
-// latch breaks: BTNSD_TEST_APP=server ADDR accepts one connection and
-// echoes lines; BTNSD_TEST_APP=client ADDR connects and sends a line every
-// 100 ms. Each prints what happens, one event a line, and exits 1 on a
-// socket error.
+// latch breaks: BTNSD_TEST_APP=server ADDR accepts connections and echoes
+// lines; BTNSD_TEST_APP=client ADDR connects and sends a line every 100 ms;
+// BTNSD_TEST_APP=relay ADDR relays each connection to BTNSD_TEST_TARGET.
+// Each prints what happens, one event a line; the client and relay exit 1
+// on a socket error, the server reports it and goes on.
 func runTestApp() {
 	mode, addr := os.Getenv("BTNSD_TEST_APP"), os.Getenv("BTNSD_TEST_ADDR")
 	fail := func(what string, err error) {
@@ -38,17 +40,47 @@ func runTestApp() {
 			}
 			fmt.Printf("accepted %s %s\n", c.LocalAddr(), c.RemoteAddr())
 			go func() {
+				// One connection's end is reported, not fatal: the
+				// server goes on accepting.
+				defer c.Close()
 				r := bufio.NewReader(c)
 				for {
 					line, err := r.ReadString('\n')
+					if err == io.EOF {
+						fmt.Printf("eof %s\n", c.RemoteAddr())
+						return
+					}
 					if err != nil {
-						fail("read", err)
+						fmt.Printf("error: read: %v\n", err)
+						return
 					}
 					if _, err := c.Write([]byte(line)); err != nil {
-						fail("write", err)
+						fmt.Printf("error: write: %v\n", err)
+						return
 					}
 				}
 			}()
+		}
+	case "relay":
+		// A man in the middle: accepts on addr, connects to the target
+		// for each connection, and copies both ways.
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fail("listen", err)
+		}
+		fmt.Printf("listening %s\n", ln.Addr())
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				fail("accept", err)
+			}
+			up, err := net.DialTimeout("tcp", os.Getenv("BTNSD_TEST_TARGET"), 5*time.Second)
+			if err != nil {
+				fail("dial", err)
+			}
+			fmt.Printf("relaying %s -> %s\n", c.RemoteAddr(), up.RemoteAddr())
+			go io.Copy(up, c)
+			go io.Copy(c, up)
 		}
 	case "client":
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -78,14 +110,15 @@ type app struct {
 	proc *lab.Proc
 }
 
-// startApp runs the test application in h (mode "server" or "client").
-func startApp(t *testing.T, h *lab.Host, mode, addr string) *app {
+// startApp runs the test application in h (mode "server", "client" or
+// "relay", whose target is in env).
+func startApp(t *testing.T, h *lab.Host, mode, addr string, env ...string) *app {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := h.Start("app-"+mode+".log", []string{"BTNSD_TEST_APP=" + mode, "BTNSD_TEST_ADDR=" + addr}, self)
+	p, err := h.Start("app-"+mode+".log", append([]string{"BTNSD_TEST_APP=" + mode, "BTNSD_TEST_ADDR=" + addr}, env...), self)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -217,13 +217,15 @@ func TestLatchBrokenByImpostor(t *testing.T) {
 				t.Fatalf("c (as %s) -> a: %v", s.bAddr, err)
 			}
 			up := time.Now()
-			broken, took := s.a.waitLatch(time.Second, "a's latch BROKEN", func(l api.Latch) bool { return l.ID == latched.ID && l.State == "BROKEN" })
-			t.Logf("SA up to latch BROKEN: %v (%s)", took, broken.Reason)
-			if len(broken.Conflicts) == 0 {
-				t.Errorf("broken latch names no conflicting SA: %+v", broken)
-			}
+			// With reset, the latch goes through BROKEN to CLOSED as fast as
+			// the kernel frees the socket: watch the alerts, not the list.
 			a := alerts.wait(t, 2*time.Second, func(a api.Alert) bool { return a.Latch == uint64(latched.ID) && a.To == "BROKEN" })
-			if a.From != "ESTABLISHED" || a.Reason == "" {
+			took := a.At.Sub(up)
+			if took > time.Second {
+				t.Errorf("latch BROKEN %v after c's SA came up, want within 1 s", took)
+			}
+			t.Logf("SA up to latch BROKEN: %v (%s)", took, a.Reason)
+			if a.From != "ESTABLISHED" || !strings.Contains(a.Reason, "conflicting child SA") {
 				t.Errorf("alert %+v", a)
 			}
 			switch tc.onBreak {
@@ -235,8 +237,9 @@ func TestLatchBrokenByImpostor(t *testing.T) {
 				if s.server.hasLine("error") {
 					t.Errorf("notify disposition, but the flow was torn down: %s", s.server.proc.Tail(3))
 				}
-				if l, _ := s.a.waitLatch(time.Second, "latch still there", func(l api.Latch) bool { return l.ID == latched.ID }); l.State != "BROKEN" {
-					t.Errorf("latch %d is %s, want BROKEN", l.ID, l.State)
+				l, _ := s.a.waitLatch(time.Second, "latch still there", func(l api.Latch) bool { return l.ID == latched.ID })
+				if l.State != "BROKEN" || len(l.Conflicts) == 0 {
+					t.Errorf("latch %d is %s with conflicts %v, want BROKEN naming c's SA", l.ID, l.State, l.Conflicts)
 				}
 			}
 		})
