@@ -106,13 +106,13 @@ func runTestApp() {
 
 // app is a test application running in a lab host.
 type app struct {
-	t    *testing.T
+	t    testing.TB
 	proc *lab.Proc
 }
 
 // startApp runs the test application in h (mode "server", "client" or
 // "relay", whose target is in env).
-func startApp(t *testing.T, h *lab.Host, mode, addr string, env ...string) *app {
+func startApp(t testing.TB, h *lab.Host, mode, addr string, env ...string) *app {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {

@@ -74,7 +74,7 @@ type latchSetup struct {
 	aAddr, bAddr string
 }
 
-func newLatchSetup(t *testing.T, hosts []string, aBtns, onBreak string, anonymous bool) *latchSetup {
+func newLatchSetup(t testing.TB, hosts []string, aBtns, onBreak string, anonymous bool) *latchSetup {
 	t.Helper()
 	l := lab.Start(t, lab.Options{Hosts: hosts})
 	a0, b0 := l.Host("a"), l.Host("b")
@@ -251,7 +251,7 @@ type alertLog struct {
 	ch chan api.Alert
 }
 
-func followAlerts(t *testing.T, n *node) *alertLog {
+func followAlerts(t testing.TB, n *node) *alertLog {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -269,7 +269,7 @@ func followAlerts(t *testing.T, n *node) *alertLog {
 	return al
 }
 
-func (al *alertLog) wait(t *testing.T, d time.Duration, match func(api.Alert) bool) api.Alert {
+func (al *alertLog) wait(t testing.TB, d time.Duration, match func(api.Alert) bool) api.Alert {
 	t.Helper()
 	timeout := time.After(d)
 	for {
@@ -386,4 +386,22 @@ func TestListenerLatch(t *testing.T) {
 	if !slices.Contains(ids, listener.ID) {
 		t.Errorf("latch list %v lacks the listener", ids)
 	}
+}
+
+// TestLatchBrokenByCharonRestart: a restarted charon has lost every SA;
+// btnsd resynchronises from list-sas and the latches whose SAs are gone
+// break (RFC 5660 2: the key manager's state is gone, so are the SAs the
+// latch was bound to) and their flows are reset.
+func TestLatchBrokenByCharonRestart(t *testing.T) {
+	s := newLatchSetup(t, []string{"a", "b"}, "", "reset", false)
+	latched, _ := s.a.waitLatch(3*time.Second, "a's latch ESTABLISHED", state("ESTABLISHED", flowFrom(s.bAddr)))
+	alerts := followAlerts(t, s.a)
+	a0 := s.l.Host("a")
+	a0.KillCharon()
+	if err := a0.StartCharon(); err != nil {
+		t.Fatal(err)
+	}
+	a := alerts.wait(t, 10*time.Second, func(a api.Alert) bool { return a.Latch == uint64(latched.ID) && a.To == "BROKEN" })
+	t.Logf("after charon's restart: %s", a.Reason)
+	s.server.waitLine(2*time.Second, "error")
 }

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 // node is a lab host running charon and btnsd.
 type node struct {
 	*lab.Host
-	t     *testing.T
+	t     testing.TB
 	root  string // btnsd's --root: policy.d, pubkeys/fp, private/host.pem
 	run   string // --run-dir: the API socket
 	btnsd *lab.Proc
@@ -57,7 +57,7 @@ type node struct {
 
 // newNode prepares btnsd's directories on h with the given policy files;
 // call start to run it.
-func newNode(t *testing.T, h *lab.Host, policies map[string]string) *node {
+func newNode(t testing.TB, h *lab.Host, policies map[string]string) *node {
 	t.Helper()
 	if bins.err != nil {
 		t.Fatal(bins.err)
@@ -77,7 +77,7 @@ func newNode(t *testing.T, h *lab.Host, policies map[string]string) *node {
 
 // startNode starts charon if needed, then btnsd, and waits until btnsd has
 // synchronised with charon.
-func startNode(t *testing.T, h *lab.Host, policies map[string]string) *node {
+func startNode(t testing.TB, h *lab.Host, policies map[string]string) *node {
 	t.Helper()
 	n := newNode(t, h, policies)
 	if !h.CharonRunning() {
