@@ -292,7 +292,11 @@ func (d *daemon) checkConns(ctx context.Context) {
 		return
 	}
 	if lost {
-		d.logf("charon: btnsd's connections were unloaded by someone else (swanctl --load-conns?): loading them again")
+		d.logf("charon: btnsd's connections were unloaded (by swanctl --load-conns, or charon restarted): loading them again")
+		// If charon restarted, the event stream will say so soon; until
+		// then the host key and secret must come back with the
+		// connections (loading them again is harmless).
+		d.pad.keyLoaded, d.pad.secretOn = false, false
 		d.apply(ctx)
 	}
 }
