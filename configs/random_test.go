@@ -150,6 +150,7 @@ func deviation(e error) bool {
 	for _, s := range []string{
 		"has the name of a key", "names no section", "reference loop",
 		"longer than", "include loop", "larger than VICI's limit", "not found",
+		"too complex",
 	} {
 		if strings.Contains(e.Error(), s) {
 			return true
