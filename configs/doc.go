@@ -72,8 +72,9 @@
 //   - an include of a plain file name that does not exist (swanctl skips
 //     it silently; a pattern such as conf.d/*.conf may still match nothing),
 //     an include loop (swanctl loops until it runs out of files);
-//   - a reference that names no section, or that loops (swanctl recurses
-//     without end on some);
+//   - a reference that names no section, or that loops or expands without
+//     end (a section referencing its own ancestor: swanctl recurses forever
+//     on some, cuts others at its path buffer, or runs for minutes);
 //   - a key and a subsection of the same name in one section;
 //   - section names with '%' or longer than swanctl's buffers (swanctl
 //     looks up the wrong section), values or messages over VICI's limits;
