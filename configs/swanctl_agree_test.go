@@ -237,11 +237,15 @@ func (f *fakeCharon) conn(c net.Conn) error {
 
 // runSwanctl runs "swanctl --load-conns --file file" against a fake
 // charon and returns the load-conn requests it sent and its output. It
-// skips the test when swanctl is not installed.
+// skips the test when swanctl is not installed, unless the tests must run
+// (CI=true or BTNSD_INTEGRATION=1, as scripts/test.sh sets): then it fails.
 func runSwanctl(t *testing.T, file string) ([]*vici.Msg, string) {
 	t.Helper()
 	bin, err := exec.LookPath("swanctl")
 	if err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("BTNSD_INTEGRATION") == "1" {
+			t.Fatal("swanctl not installed; run scripts/setup.sh")
+		}
 		t.Skip("swanctl not installed")
 	}
 	f, uri := startFakeCharon(t)
