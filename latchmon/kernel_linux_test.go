@@ -24,6 +24,9 @@ import (
 func inNetns(t *testing.T) netns.NsHandle {
 	t.Helper()
 	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" || os.Getenv("BTNSD_INTEGRATION") == "1" {
+			t.Fatal("network namespaces and SOCK_DESTROY need root; run scripts/test.sh as root")
+		}
 		t.Skip("network namespaces and SOCK_DESTROY need root")
 	}
 	runtime.LockOSThread()
