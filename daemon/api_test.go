@@ -201,8 +201,11 @@ func TestAPIPermissions(t *testing.T) {
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
 	os.Chmod(filepath.Dir(sock), 0o755)
-	for p := filepath.Dir(filepath.Dir(sock)); p != "/" && p != "."; p = filepath.Dir(p) {
-		os.Chmod(p, 0o755) // the test's temporary directories are 0700
+	// The test's temporary directories are 0700: open those (and only
+	// those, below the system's temporary directory) to nobody.
+	tmp := filepath.Clean(os.TempDir())
+	for p := filepath.Dir(filepath.Dir(sock)); strings.HasPrefix(p, tmp+string(filepath.Separator)); p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
 	}
 	self, _ := os.Executable()
 	bin := filepath.Join(dir, "client")
