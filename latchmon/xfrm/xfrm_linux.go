@@ -1,0 +1,214 @@
+package xfrm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// watchBufSize is the receive buffer asked for Watch's socket (with
+// CAP_NET_ADMIN; otherwise net.core.rmem_max caps it).
+const watchBufSize = 4 << 20
+
+// requestTimeout bounds the wait for one dump when ctx has no deadline.
+const requestTimeout = 30 * time.Second
+
+// Handle reaches the XFRM databases of one network namespace. Its methods
+// are safe for concurrent use; each opens its own netlink socket.
+type Handle struct {
+	ns       netns.NsHandle // netns.None(): the namespace of the calling thread
+	watchBuf int            // receive buffer of Watch's socket; tests shrink it
+}
+
+// NewHandle returns a Handle on the network namespace ns, which it
+// duplicates (the caller keeps and closes ns); netns.None() is the
+// namespace of the calling thread at each call. Another namespace needs
+// CAP_SYS_ADMIN.
+func NewHandle(ns netns.NsHandle) (*Handle, error) {
+	h := &Handle{ns: netns.None(), watchBuf: watchBufSize}
+	if ns.IsOpen() {
+		fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("xfrm: duplicate netns handle: %w", err)
+		}
+		h.ns = netns.NsHandle(fd)
+	}
+	return h, nil
+}
+
+// Close releases the Handle's namespace handle.
+func (h *Handle) Close() error {
+	if h.ns.IsOpen() {
+		err := h.ns.Close()
+		h.ns = netns.None()
+		return err
+	}
+	return nil
+}
+
+var current = &Handle{ns: netns.None(), watchBuf: watchBufSize}
+
+// Watch watches the namespace of the calling thread; see Handle.Watch.
+func Watch(ctx context.Context) (<-chan Event, error) { return current.Watch(ctx) }
+
+// Policies lists the SPD of the namespace of the calling thread.
+func Policies(ctx context.Context) ([]Policy, error) { return current.Policies(ctx) }
+
+// States lists the SAD of the namespace of the calling thread.
+func States(ctx context.Context) ([]State, error) { return current.States(ctx) }
+
+func (h *Handle) open(groups ...uint) (*nl.NetlinkSocket, error) {
+	var s *nl.NetlinkSocket
+	var err error
+	if h.ns.IsOpen() {
+		s, err = nl.SubscribeAt(h.ns, netns.None(), unix.NETLINK_XFRM, groups...)
+	} else {
+		s, err = nl.Subscribe(unix.NETLINK_XFRM, groups...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("xfrm: open netlink socket: %w", err)
+	}
+	return s, nil
+}
+
+// Watch subscribes to the XFRM notifications of h's namespace (groups SA,
+// POLICY and EXPIRE; receiving them needs CAP_NET_ADMIN) and sends an
+// Event for each state and policy change from then on: the subscription is
+// in place when Watch returns. List the databases after Watch, not before,
+// so that no change falls between the listing and the watch.
+//
+// Watch blocks on a full channel rather than dropping: a slow consumer
+// makes the kernel drop notifications (ENOBUFS), and Watch then sends
+// Resync and goes on. On any other socket error it sends Resync and closes
+// the channel; the channel is closed when ctx ends.
+func (h *Handle) Watch(ctx context.Context) (<-chan Event, error) {
+	s, err := h.open(grpSA, grpPolicy, grpExpire)
+	if err != nil {
+		return nil, err
+	}
+	if h.watchBuf > 0 {
+		if s.SetReceiveBufferSize(h.watchBuf, true) != nil {
+			_ = s.SetReceiveBufferSize(h.watchBuf, false)
+		}
+	}
+	ch := make(chan Event, 64)
+	stop := context.AfterFunc(ctx, s.Close)
+	go func() {
+		defer close(ch)
+		defer stop()
+		defer s.Close()
+		send := func(ev Event) bool {
+			select {
+			case ch <- ev:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for {
+			msgs, from, err := s.Receive()
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				if !send(Event{Kind: Resync}) {
+					return
+				}
+				continue
+			}
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			if err != nil {
+				send(Event{Kind: Resync})
+				return
+			}
+			if from.Pid != 0 {
+				continue // not from the kernel
+			}
+			for _, m := range msgs {
+				ev, ok, err := Decode(m.Header.Type, m.Data)
+				if err != nil {
+					ev, ok = Event{Kind: Resync}, true // a change we cannot name
+				}
+				if ok && !send(ev) {
+					return
+				}
+			}
+		}
+	}()
+	return ch, nil
+}
+
+// Policies lists every policy of h's SPD (ip xfrm policy), main and sub.
+func (h *Handle) Policies(ctx context.Context) ([]Policy, error) {
+	var out []Policy
+	err := h.dump(ctx, msgGetPolicy, msgNewPolicy, func(b []byte) error {
+		p, err := decodePolicyAt(b, sizePolicyInfo)
+		if err == nil {
+			out = append(out, *p)
+		}
+		return err
+	})
+	return out, err
+}
+
+// States lists every state of h's SAD (ip xfrm state).
+func (h *Handle) States(ctx context.Context) ([]State, error) {
+	var out []State
+	err := h.dump(ctx, msgGetSA, msgNewSA, func(b []byte) error {
+		st, err := decodeStateAt(b, sizeUsersaInfo)
+		if err == nil {
+			out = append(out, *st)
+		}
+		return err
+	})
+	return out, err
+}
+
+func (h *Handle) dump(ctx context.Context, req, answer uint16, fn func([]byte) error) error {
+	s, err := h.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, s.Close)
+	defer stop()
+	d := requestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = max(time.Until(dl), time.Millisecond)
+	}
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	_ = s.SetReceiveTimeout(&tv)
+	_ = s.SetSendTimeout(&tv)
+	r := nl.NewNetlinkRequest(int(req), unix.NLM_F_DUMP)
+	r.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_XFRM: {Socket: s}}
+	r.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC)) // as vishvananda/netlink's XfrmPolicyList
+	var perr error
+	err = r.ExecuteIter(unix.NETLINK_XFRM, answer, func(b []byte) bool {
+		perr = fn(b)
+		return perr == nil
+	})
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("xfrm: dump: %w", cerr)
+	}
+	if errors.Is(err, nl.ErrDumpInterrupted) {
+		err = nil // a dump is no snapshot anyway; the watch reports the rest
+	}
+	if errors.Is(err, syscall.EAGAIN) {
+		err = fmt.Errorf("no answer from the kernel: %w", err)
+	}
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return fmt.Errorf("xfrm: dump: %w", err)
+	}
+	return nil
+}
