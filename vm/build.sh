@@ -70,6 +70,19 @@ rm -rf "$stage"
 mkdir -p "$stage/usr/local/bin" "$stage/btnsd-vm/scenarios"
 (cd "$REPO" && CGO_ENABLED=0 go build -o "$stage/usr/local/bin/" ./cmd/btnsd ./cmd/btnsctl) ||
 	die "go build failed"
+# vmapp: the latch scenarios' TCP server and client (vm/app).
+(cd "$REPO" && CGO_ENABLED=0 go build -o "$stage/usr/local/bin/vmapp" ./vm/app) ||
+	die "go build of vm/app failed"
+# Features of this btnsd that scenarios depend on, one a line, in
+# /btnsd-vm/features: kernel-spd when btnsd links the kernel SPD/SAD watch
+# (package latchmon/xfrm). A scenario whose feature is missing says
+# "skipped", never PASS.
+features=""
+if go tool nm "$stage/usr/local/bin/btnsd" 2>/dev/null | grep -q ' github.com/btnsd/btnsd/latchmon/xfrm\.'; then
+	features="$features kernel-spd"
+fi
+printf '%s\n' $features >"$stage/btnsd-vm/features"
+echo "build: btnsd features:${features:- none}"
 bin_time=$(since "$t")
 t=$(now)
 install -m 755 "$VMDIR/init.sh" "$stage/init"

@@ -6,7 +6,7 @@
 #
 # What it prints on the console (vm/run.sh reads it):
 #   VMINFO ...                       progress and versions
-#   VMTEST <name>: PASS | FAIL: <reason>
+#   VMTEST <name>: PASS | FAIL: <reason> | skipped: <reason>
 #   VMLOG <name> | ...               on a failure: the scenario's output and
 #                                    the hosts' charon and btnsd log tails
 #   VMTEST RESULT: PASS | FAIL
@@ -144,7 +144,11 @@ for f in "${scenarios[@]}"; do
 		bash -c 'source /btnsd-vm/lib.sh; source "$1"' scenario "$f" >"$dir/out.log" 2>&1
 	rc=$?
 	took=$(awk -v a="$start" -v b="$(up)" 'BEGIN{printf "%.1f", b-a}')
-	if [ $rc = 0 ]; then
+	if [ $rc = 0 ] && [ -s "$dir/skip" ]; then
+		# A scenario that did not run its checks (lib.sh's skip) is
+		# never a PASS.
+		echo "VMTEST $name: skipped: $(head -n 1 "$dir/skip")"
+	elif [ $rc = 0 ]; then
 		echo "VMTEST $name: PASS (${took}s)"
 	else
 		failed=1
@@ -158,6 +162,7 @@ for f in "${scenarios[@]}"; do
 		echo "VMTEST $name: FAIL: $reason"
 		vmlog "$name"
 	fi
+	[ ! -s "$dir/report" ] || sed "s/^/VMINFO $name: /" "$dir/report"
 	(source $V/lib.sh && lab_down) >/dev/null 2>&1
 done
 

@@ -30,6 +30,25 @@ fail() {
 	exit 1
 }
 
+# report TEXT: a line the init prints after the verdict, as
+# "VMINFO <name>: TEXT" (timings).
+report() {
+	echo "$*" >>"$VMT_DIR/report"
+	log "report: $*"
+}
+
+# skip REASON: ends the scenario without a verdict: the init reports
+# "VMTEST <name>: skipped: REASON", never PASS.
+skip() {
+	echo "$*" >"$VMT_DIR/skip"
+	log "skipped: $*"
+	exit 0
+}
+
+# has_feature NAME: btnsd has the feature (a line of /btnsd-vm/features,
+# written by vm/build.sh).
+has_feature() { grep -qx "$1" /btnsd-vm/features 2>/dev/null; }
+
 # Any failing command without its own check ends the scenario with its line.
 trap 'rc=$?; [ -s "$VMT_DIR/reason" ] || echo "command failed (exit $rc) at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND" >"$VMT_DIR/reason"' ERR
 
@@ -116,7 +135,8 @@ charon_start() {
 	done
 }
 
-# charon_conf HOST: the host's strongswan.conf.
+# charon_conf HOST: the host's strongswan.conf; $CHARON_EXTRA goes into its
+# charon { } section.
 charon_conf() {
 	local d=$LAB/$1
 	cat <<EOF
@@ -129,6 +149,7 @@ charon {
   retransmit_tries = 3
   retransmit_timeout = 2.0
   retransmit_base = 1.4
+  ${CHARON_EXTRA:-}
   plugins {
     vici {
       socket = unix://$d/charon.vici
@@ -205,8 +226,9 @@ policy() {
 	mv "$dir/.$2.tmp" "$dir/$2"
 }
 
-# btns_policy NAME PEER-ADDRESS MODE [BTNS-SETTINGS]: a BTNS policy file that
-# initiates to PEER-ADDRESS and accepts trusted keys from anywhere.
+# btns_policy NAME PEER-ADDRESS MODE [BTNS-SETTINGS [CHILD-SETTINGS]]: a BTNS
+# policy file that initiates to PEER-ADDRESS and accepts trusted keys from
+# anywhere.
 btns_policy() {
 	cat <<EOF
 connections {
@@ -221,6 +243,7 @@ connections {
       host {
         mode = $3
         esp_proposals = aes128gcm16
+        ${5:-}
       }
     }
   }
@@ -342,4 +365,168 @@ esp_counters_match() {
 		sleep 0.3
 	done
 	fail "ESP counters: $a->$b $aout out / $bin in, $b->$a $bout out / $ain in (want equal pairs, >= $min)"
+}
+
+# ---- connection latching
+
+# eventually_why SECONDS WHAT WHY CMD...: as eventually, and on a timeout
+# the reason ends with the output of the command line WHY, run then.
+eventually_why() {
+	local secs=$1 what=$2 why=$3 start
+	shift 3
+	start=$(date +%s)
+	until "$@" >/dev/null 2>&1; do
+		[ $(($(date +%s) - start)) -lt "$secs" ] || fail "$what: not within ${secs}s; $(eval "$why" 2>&1 | tr '\n' ' ' | head -c 600)"
+		sleep 0.2
+	done
+}
+
+# take_address ATTACKER VICTIM: ATTACKER impersonates VICTIM on the link, as
+# integration/lab's Host.TakeAddress: VICTIM's eth0 goes down, ATTACKER
+# gives up its own addresses for VICTIM's, and every other host flushes its
+# neighbour cache so that the next packet to that address reaches ATTACKER.
+take_address() {
+	local h=$1 v=$2 o
+	ip -n "$v" link set eth0 down
+	ip -n "$h" addr del "$(addr4 "$h")/24" dev eth0
+	ip -n "$h" addr del "$(addr6 "$h")/64" dev eth0
+	ip -n "$h" addr add "$(addr4 "$v")/24" dev eth0
+	ip -n "$h" addr add "$(addr6 "$v")/64" dev eth0 nodad
+	for o in $(ls "$LAB"); do
+		[ -f "$LAB/$o/addr4" ] && [ "$o" != "$h" ] && [ "$o" != "$v" ] || continue
+		ip -n "$o" neigh flush dev eth0
+	done
+	log "$h took $v's addresses ($(addr4 "$v"), $(addr6 "$v"))"
+}
+
+# app_start HOST NAME MODE ADDR: vmapp (vm/app) MODE ("server" or "client")
+# for ADDR on HOST, its output in $LAB/HOST/NAME.log; waits for its first
+# line ("listening" or "connected").
+app_start() {
+	local h=$1 name=$2 mode=$3 addr=$4 first
+	ip netns exec "$h" vmapp "$mode" "$addr" >"$LAB/$h/$name.log" 2>&1 &
+	echo $! >"$LAB/$h/$name.pid"
+	first=listening
+	[ "$mode" = server ] || first=connected
+	app_wait "$h" "$name" 10 "$first"
+	log "$mode on $h: $(app_line "$h" "$name" "$first")"
+}
+
+# app_line HOST NAME PREFIX: the app's first output line starting with PREFIX.
+app_line() { grep -m1 "^$3" "$LAB/$1/$2.log"; }
+
+# app_wait HOST NAME SECONDS PREFIX: until the app printed a line starting
+# with PREFIX.
+app_wait() {
+	eventually_why "$3" "$2 on $1 printing '$4'" "echo it printed:; tail -n 3 '$LAB/$1/$2.log'" \
+		grep -q "^$4" "$LAB/$1/$2.log"
+}
+
+# latches HOST: btnsctl latch list --json on HOST.
+latches() { ctl "$1" latch list --json; }
+
+# latch_of HOST JQ-CONDITION: the first of HOST's latches satisfying the jq
+# condition, as one line of JSON; fails (status 1) when none does.
+latch_of() { latches "$1" | jq -ce "first(.[] | select($2))"; }
+
+# wait_latch HOST SECONDS WHAT JQ-CONDITION: until HOST has such a latch;
+# prints it (one line of JSON).
+wait_latch() {
+	local h=$1 secs=$2 what=$3 cond=$4
+	eventually_why "$secs" "$what" "echo latches on $h:; latches $h | jq -c '.[] | {id, state, local, remote, reason}'" \
+		latch_of "$h" "$cond"
+	latch_of "$h" "$cond"
+}
+
+# watch_start HOST: btnsctl latch watch --json on HOST in the background,
+# one alert a line in $LAB/HOST/alerts.jsonl.
+watch_start() {
+	local h=$1
+	: >"$LAB/$h/alerts.jsonl"
+	ctl "$h" latch watch --json 2>"$LAB/$h/watch.err" | jq -c --unbuffered . >"$LAB/$h/alerts.jsonl" &
+	# the subscription must reach btnsd before anything happens
+	sleep 0.5
+	[ ! -s "$LAB/$h/watch.err" ] || fail "btnsctl latch watch on $h: $(head -c 200 "$LAB/$h/watch.err")"
+}
+
+# alert_of HOST JQ-CONDITION: the first alert of HOST's watch satisfying the
+# condition (one line of JSON); status 1 when none yet.
+alert_of() {
+	local out
+	out=$(jq -c "select($2)" "$LAB/$1/alerts.jsonl" 2>/dev/null | head -n 1 || true)
+	[ -n "$out" ] && echo "$out"
+}
+
+# wait_alert HOST SECONDS WHAT JQ-CONDITION: until HOST's watch saw such an
+# alert; prints it.
+wait_alert() {
+	local h=$1 secs=$2 what=$3 cond=$4
+	eventually_why "$secs" "$what" "echo alerts on $h:; jq -c '{latch, from, to, reason}' '$LAB/$h/alerts.jsonl' | tail -n 4" \
+		alert_of "$h" "$cond"
+	alert_of "$h" "$cond"
+}
+
+# epoch TIME: an RFC 3339 time (as btnsd's JSON has it) in Unix seconds
+# with nanoseconds.
+epoch() { date -d "$1" +%s.%N; }
+
+# ms_between T0 T1: milliseconds from Unix time T0 to T1.
+ms_between() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", (b-a)*1000}'; }
+
+# ike_id HOST CONN: the unique id of HOST's established IKE SA of CONN.
+ike_id() { swan "$1" --list-sas | sed -n "s/^$2: #\([0-9]*\), ESTABLISHED.*/\1/p" | head -n 1; }
+
+# latch_flow [A-BTNS [B-BTNS [CHILD-SETTINGS]]]: the latched flow of the
+# latch scenarios, on hosts a and b the scenario has brought up (lab_up):
+# charon and btnsd on both, BTNS policies lan toward each other in
+# transport mode (A-BTNS, B-BTNS under btns { }, CHILD-SETTINGS in the
+# child), a and b trust each other's keys unless B-BTNS says "peers = none"
+# (b anonymous: b initiates btns.lan.anon), b brings up the SA (kernel ESP
+# SAs checked), vmapp's server on a:5001 and its client on b. Waits for a's
+# and b's latches of the flow to be ESTABLISHED and sets:
+#   FA, FB        fp16 of a's and b's host keys (charon connection names)
+#   FPA, FPB      their fingerprints as btnsd prints them (SHA256:...)
+#   CPORT         the client's port
+#   LATCH_A, LATCH_B   the latches of a and b (one line of JSON each)
+#   SPIS          the kernel ESP SAs' SPIs (a->b b->a)
+latch_flow() {
+	local abtns=${1:-} bbtns=${2:-} child=${3:-} ia ib conn
+	ia=$(addr4 a)
+	ib=$(addr4 b)
+	charon_start a b
+	policy a lan.conf "$(btns_policy lan "$ib" transport "$abtns" "$child")"
+	policy b lan.conf "$(btns_policy lan "$ia" transport "$bbtns" "$child")"
+	btnsd_start a b
+	FPA=$(ctl a status --json | jq -r .host_key.fingerprint)
+	FPB=$(ctl b status --json | jq -r .host_key.fingerprint)
+	FA=$(fp16 a)
+	FB=$(fp16 b)
+	case $bbtns in
+	*"peers = none"*)
+		conn=btns.lan.anon
+		wait_conn a "$conn"
+		wait_conn b "$conn"
+		;;
+	*)
+		trust a b
+		trust b a
+		conn=btns.lan.$FA
+		wait_conn a "btns.lan.$FB"
+		wait_conn b "$conn"
+		;;
+	esac
+	initiate b "$conn" host || fail "b could not initiate $conn: $(tail -n 2 "$VMT_DIR/initiate.log" | tr '\n' ' ')"
+	SPIS=$(esp_pair a b transport)
+	log "kernel ESP SAs a<->b in transport mode, SPIs $SPIS"
+
+	app_start a server server "$ia:5001"
+	app_start b client client "$ia:5001"
+	CPORT=$(app_line b client connected | awk '{print $2}' | sed 's/.*://')
+	[ -n "$CPORT" ] || fail "no client port in: $(app_line b client connected)"
+	LATCH_A=$(wait_latch a 15 "a's latch of $ib:$CPORT -> $ia:5001 ESTABLISHED" \
+		".proto == \"tcp\" and .state == \"ESTABLISHED\" and .local == \"$ia:5001\" and .remote == \"$ib:$CPORT\"")
+	LATCH_B=$(wait_latch b 15 "b's latch of $ib:$CPORT -> $ia:5001 ESTABLISHED" \
+		".proto == \"tcp\" and .state == \"ESTABLISHED\" and .local == \"$ib:$CPORT\" and .remote == \"$ia:5001\"")
+	log "a's latch: $LATCH_A"
+	log "b's latch: $LATCH_B"
 }

@@ -1,0 +1,34 @@
+# An SPD bypass breaks the latch: with the latched flow of 50-latch-flow
+# between a and b, a's administrator adds a kernel policy that lets the
+# flow's outbound traffic leave in the clear, above charon's IPsec policy
+# (ip xfrm policy ... dir out action allow priority 1). The flow is no
+# longer protected by its latched SA whatever charon says, so btnsd,
+# watching the kernel's SPD, breaks the latch and (on_break = reset) the
+# server's connection is aborted.
+#
+# Needs btnsd's kernel SPD/SAD watch (package latchmon/xfrm): vm/build.sh
+# writes "kernel-spd" to /btnsd-vm/features when btnsd links it. Without it
+# the scenario says "skipped", never PASS.
+has_feature kernel-spd || skip "btnsd has no kernel SPD watch yet"
+
+lab_up a b
+latch_flow
+ia=$(addr4 a)
+ib=$(addr4 b)
+id=$(jq -r .id <<<"$LATCH_A")
+
+watch_start a
+t0=$(date +%s.%N)
+ip -n a xfrm policy add src "$ia/32" dst "$ib/32" dir out action allow priority 1
+log "a's SPD now: $(ip -n a xfrm policy | grep -A1 "^src $ia/32 dst $ib/32" | paste -sd' ')"
+
+alert=$(wait_alert a 10 "a's latch $id BROKEN after the bypass policy" ".latch == $id and .to == \"BROKEN\"")
+log "alert: $alert"
+jq -e '.from == "ESTABLISHED"' <<<"$alert" >/dev/null || fail "a's latch $id went BROKEN from $(jq -r .from <<<"$alert"), want ESTABLISHED"
+tb=$(epoch "$(jq -r .at <<<"$alert")")
+
+app_wait a server 5 "error: read $ib:$CPORT"
+err=$(app_line a server "error: read $ib:$CPORT")
+grep -q "connection abort" <<<"$err" || fail "a's server saw '$err', want the connection aborted (ECONNABORTED)"
+te=$(sed 's/.* t=//' <<<"$err")
+report "bypass policy to BROKEN $(ms_between "$t0" "$tb") ms ($(jq -r .reason <<<"$alert")), BROKEN to the server's abort $(ms_between "$tb" "$te") ms"
