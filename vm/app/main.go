@@ -1,7 +1,7 @@
 // Command vmapp is the VM step's test application (vm/build.sh installs it
 // as /usr/local/bin/vmapp; the VM has no Go toolchain): a TCP server and
-// client that say what an application sees when btnsd breaks its latch.
-// netcat cannot: it ends quietly, with status 0, on an aborted socket.
+// client that say what an application sees when btnsd breaks its latch
+// (netcat does not tell an aborted socket from a closed one).
 //
 //	vmapp server ADDR   accepts connections and echoes lines
 //	vmapp client ADDR   connects and sends a line every 100 ms
