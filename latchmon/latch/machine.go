@@ -65,11 +65,15 @@ type childRec struct {
 	mark          uint64
 	snapGen       uint64
 	desc          string // String, made on first use
+	interference  bool   // Child.Interference
 }
 
-func (c *childRec) autoLatch() bool { return c.pol.Latch && !c.pol.Removed }
+func (c *childRec) autoLatch() bool { return c.pol.Latch && !c.pol.Removed && !c.interference }
 
 func (c *childRec) String() string {
+	if c.desc == "" && c.interference {
+		c.desc = c.prot.Child
+	}
 	if c.desc == "" {
 		c.desc = fmt.Sprintf("child SA %d (%s/%s)", c.id, c.prot.Conn, c.prot.Child)
 	}
@@ -395,7 +399,7 @@ func sortedChildren(cs map[uint64]*childRec) []*childRec {
 // Child SAs.
 
 func (c *childRec) spec() Child {
-	return Child{IKEID: c.ike.ID, ID: c.id, Protection: *c.prot, LocalTS: c.local, RemoteTS: c.remote}
+	return Child{IKEID: c.ike.ID, ID: c.id, Protection: *c.prot, LocalTS: c.local, RemoteTS: c.remote, Interference: c.interference}
 }
 
 // canonSelectors returns ss with canonical prefixes, without the invalid
@@ -421,7 +425,7 @@ func (m *Machine) childUp(c Child) error {
 	}
 	local, remote := canonSelectors(c.LocalTS), canonSelectors(c.RemoteTS)
 	if old := m.children[c.ID]; old != nil {
-		if old.ike == ike && *old.prot == c.Protection && slices.Equal(old.local, local) && slices.Equal(old.remote, remote) {
+		if old.ike == ike && *old.prot == c.Protection && slices.Equal(old.local, local) && slices.Equal(old.remote, remote) && old.interference == c.Interference {
 			return nil
 		}
 		m.removeChild(old, fmt.Sprintf("child SA %d replaced", c.ID))
@@ -430,6 +434,7 @@ func (m *Machine) childUp(c Child) error {
 	cr := &childRec{
 		id: c.ID, ike: ike, peer: ike.peer, prot: m.intern(c.Protection),
 		pol: m.policy(c.Protection.Conn, c.Protection.Child), local: local, remote: remote, seq: m.childSeq,
+		interference: c.Interference,
 	}
 	m.children[c.ID] = cr
 	ike.children[c.ID] = cr
@@ -531,6 +536,8 @@ func (m *Machine) conflict(f *rec, cr *childRec) {
 
 func (m *Machine) difference(f *rec, cr *childRec) string {
 	switch {
+	case cr.interference:
+		return "not the key manager's"
 	case f.peer != cr.peer && f.prot != cr.prot:
 		return "other peer and protection"
 	case f.peer != cr.peer:
@@ -570,7 +577,7 @@ func (m *Machine) childRekeyed(old uint64, nw Child) error {
 		return m.childUp(nw)
 	}
 	if ike := m.ikes[nw.IKEID]; ike != nil && m.children[nw.ID] == nil && ike.peer == o.peer &&
-		*o.prot == nw.Protection && sameSelectors(o.local, nw.LocalTS) && sameSelectors(o.remote, nw.RemoteTS) {
+		*o.prot == nw.Protection && sameSelectors(o.local, nw.LocalTS) && sameSelectors(o.remote, nw.RemoteTS) && o.interference == nw.Interference {
 		m.handOver(o, ike, nw.ID)
 		return nil
 	}
@@ -587,7 +594,7 @@ func (m *Machine) childRekeyed(old uint64, nw Child) error {
 func (m *Machine) handOver(o *childRec, ike *ikeRec, id uint64) {
 	n := &childRec{
 		id: id, ike: ike, peer: o.peer, prot: o.prot, pol: o.pol, local: o.local, remote: o.remote, seq: o.seq,
-		latches: o.latches, conflicts: o.conflicts,
+		latches: o.latches, conflicts: o.conflicts, interference: o.interference,
 	}
 	for f := range n.latches {
 		replace(f.bound, o, n)
@@ -689,7 +696,7 @@ func without[T comparable](s []T, x T) []T {
 func (m *Machine) latchFlow(f *rec, cov []*childRec, want *Want, parent *rec) error {
 	var anchor *childRec
 	for _, c := range cov {
-		if want != nil || parent != nil || c.autoLatch() {
+		if !c.interference && (want != nil || parent != nil || c.autoLatch()) {
 			anchor = c
 			break
 		}

@@ -433,6 +433,14 @@ type Child struct {
 	Protection Protection
 	LocalTS    []Selector
 	RemoteTS   []Selector
+	// Interference marks an object outside the key manager that decides
+	// the fate of the packets it covers, such as a kernel SPD entry that
+	// bypasses IPsec or an SA charon does not own (RFC 5660 2.3: SPD
+	// changes that would bypass or change a latch's protection break it).
+	// It conflicts with every latch whose flow it covers, its Protection
+	// only describes it (Protection.Child: a reason for the alerts), and no
+	// latch is ever made from it.
+	Interference bool
 }
 
 // Covers reports whether the child's traffic selectors cover the flow t.
