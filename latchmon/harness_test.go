@@ -236,6 +236,9 @@ type worldOpts struct {
 	src       SocketSource // instead of fake sockets
 	subBuf    int
 	restore   time.Duration
+	// kernel is the kernel's SPD and SAD (spd_test.go); nil: not watched.
+	kernel KernelSource
+	kmode  KernelSPDMode
 }
 
 func newWorld(t *testing.T, o worldOpts) *world {
@@ -252,9 +255,14 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	if o.src != nil {
 		src = o.src
 	}
+	kmode := KernelSPDOff
+	if o.kernel != nil {
+		kmode = o.kmode
+	}
 	m, err := New(Config{StatePath: o.statePath, Logf: w.log.logf, Sockets: src, SAs: w.ch,
 		PollInterval: 2 * time.Millisecond, PersistInterval: 5 * time.Millisecond,
-		SubscriberBuffer: o.subBuf, RestoreTimeout: o.restore})
+		SubscriberBuffer: o.subBuf, RestoreTimeout: o.restore,
+		KernelSPD: kmode, Kernel: o.kernel, KernelGrace: 30 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,10 +88,24 @@ func (l *loop) saEvent(it saItem) {
 		return
 	}
 	if l.resyncDue {
+		if m.kv != nil {
+			m.mu.Lock()
+			m.kv.noteEvent(it.ev, time.Now())
+			m.mu.Unlock()
+		}
 		return // older than the listing to come, which shows its effect
 	}
 	resync := false
 	m.locked(it.at, func() {
+		if m.kv != nil {
+			// charon's new SA may own kernel objects taken for foreign
+			// until now: remove those first, so that the SA is never
+			// judged against them.
+			m.kv.noteEvent(it.ev, time.Now())
+			for _, ev := range m.kernelStepsLocked(it.at, true) {
+				resync = m.stepLocked(ev) || resync
+			}
+		}
 		for _, ev := range m.saEvents(it.ev, it.at) {
 			resync = m.stepLocked(ev) || resync
 		}
@@ -166,6 +180,7 @@ func (l *loop) resync() {
 		}
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, listTimeout)
+	listStart := time.Now()
 	sas, err := m.sas.ListSAs(ctx, vici.ListSAsFilter{})
 	cancel()
 	if err != nil {
@@ -188,6 +203,20 @@ func (l *loop) resync() {
 	at := m.now()
 	m.locked(at, func() {
 		ikes, children := m.snapshotSAs(sas)
+		if m.kv != nil {
+			if err == nil {
+				m.kv.noteListing(sas, listStart)
+			}
+			// Synthetic SAs for kernel objects that are now charon's go;
+			// the others are kept by listing them (spd.go).
+			for _, ev := range m.kernelStepsLocked(at, true) {
+				if !m.needSnap {
+					m.stepLocked(ev)
+				}
+			}
+			kikes, kchildren := m.kernelSnapshotLocked()
+			ikes, children = append(ikes, kikes...), append(children, kchildren...)
+		}
 		snap := latch.Snapshot{At: at, SAs: true, IKEs: ikes, Children: children}
 		if m.needSnap {
 			snap.Flows, snap.Sockets = true, m.tableFlows()

@@ -12,6 +12,7 @@ import (
 	"github.com/btnsd/btnsd/btnsauth"
 	"github.com/btnsd/btnsd/latchmon/latch"
 	"github.com/btnsd/btnsd/latchmon/sockets"
+	"github.com/btnsd/btnsd/latchmon/xfrm"
 	"github.com/btnsd/btnsd/vici"
 )
 
@@ -53,6 +54,17 @@ type Config struct {
 	SubscriberBuffer int
 	// Now gives the time stamped on events; default time.Now.
 	Now func() time.Time
+	// KernelSPD says whether the kernel's SPD and SAD are watched and
+	// judged (package doc, "Kernel SPD and SAD"); default auto.
+	KernelSPD KernelSPDMode
+	// Kernel is the source of the kernel's SPD and SAD; nil means
+	// HostKernel.
+	Kernel KernelSource
+	// KernelGrace is how long a kernel object that is not charon's waits
+	// before it breaks latches, for charon to announce the SA it may
+	// belong to (charon installs its SAs and policies before its event);
+	// default 500 ms.
+	KernelGrace time.Duration
 }
 
 // saQueueSize bounds the SA events waiting for the monitor; beyond it
@@ -97,6 +109,10 @@ type Monitor struct {
 	socks      map[uint64]*sockEntry // live sockets of the last dump, by cookie
 	sockGen    uint64
 	subs       map[*subscriber]struct{}
+	kv         *kernelView // nil: kernel SPD and SAD not watched
+
+	ksrc        KernelSource
+	kernelGrace time.Duration
 }
 
 type saItem struct {
@@ -151,6 +167,17 @@ func New(cfg Config) (*Monitor, error) {
 	if m.now == nil {
 		m.now = time.Now
 	}
+	if cfg.KernelSPD != KernelSPDOff {
+		m.kv = newKernelView(cfg.KernelSPD)
+		m.ksrc = cfg.Kernel
+		if m.ksrc == nil {
+			m.ksrc = HostKernel
+		}
+	}
+	m.kernelGrace = cfg.KernelGrace
+	if m.kernelGrace <= 0 {
+		m.kernelGrace = 500 * time.Millisecond
+	}
 	mach, restored := load(m.statePath, m.now(), m.logf)
 	m.mach = mach
 	if restored && mach.Len() > 0 {
@@ -187,6 +214,9 @@ func (m *Monitor) drainLocked(cause time.Time) []resetJob {
 		switch a := a.(type) {
 		case latch.Alert:
 			m.publishLocked(a)
+			if a.From == latch.None && m.kv != nil {
+				m.kv.dirty = true // a new latch: judge the kernel's objects for it (spd.go)
+			}
 		case latch.Reset:
 			jobs = append(jobs, resetJob{r: a, s: m.socketFor(a), cause: cause})
 		case latch.Persist:
@@ -400,6 +430,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	l.dump()
+	l.kernelStart()
 	return l.run()
 }
 
@@ -423,6 +454,12 @@ type loop struct {
 
 	saveCost time.Duration
 	saved    time.Time
+
+	// The kernel's SPD and SAD (spd.go).
+	kevents    <-chan xfrm.Event
+	kRewatchAt time.Time
+	kRelistAt  time.Time
+	kOff       bool // auto, and XFRM cannot be watched
 }
 
 func (l *loop) run() error {
@@ -452,6 +489,14 @@ func (l *loop) run() error {
 				continue
 			}
 			l.sockEvent(ev)
+		case ev, ok := <-l.kevents:
+			if !ok {
+				l.kevents = nil
+				l.kRewatchAt = time.Now().Add(time.Second)
+				m.logf("kernel SPD/SAD watch ended: watching again in 1s")
+				continue
+			}
+			l.kernelEvent(ev)
 		case <-poll.C:
 			l.dump()
 			poll.Reset(l.pollEvery)
@@ -491,6 +536,7 @@ func (l *loop) housekeeping() {
 	if m.dirty.Load() && !now.Before(l.saved.Add(l.persistEvery())) {
 		l.save()
 	}
+	l.kernelHousekeeping()
 }
 
 func (l *loop) persistEvery() time.Duration { return max(l.m.persistInterval, 10*l.saveCost) }
@@ -518,5 +564,6 @@ func (l *loop) nextDeadline() (time.Time, bool) {
 	if l.m.dirty.Load() {
 		consider(l.saved.Add(l.persistEvery()))
 	}
+	consider(l.kernelDeadline())
 	return next, !next.IsZero()
 }

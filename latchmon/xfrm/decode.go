@@ -32,12 +32,17 @@ const (
 
 // Attributes (enum xfrm_attr_type_t).
 const (
-	attrTmpl       = 5
-	attrSA         = 6
-	attrPolicy     = 7
-	attrPolicyType = 16
-	attrMark       = 21
-	attrIfID       = 31
+	attrAlgAuth      = 1
+	attrAlgCrypt     = 2
+	attrAlgComp      = 3
+	attrAlgAEAD      = 18
+	attrAlgAuthTrunc = 20
+	attrTmpl         = 5
+	attrSA           = 6
+	attrPolicy       = 7
+	attrPolicyType   = 16
+	attrMark         = 21
+	attrIfID         = 31
 )
 
 // Structure sizes (linux/xfrm.h, 64-bit layout: the lifetimes hold u64s).
@@ -247,6 +252,11 @@ func parseAttrs(b []byte) map[uint16][]byte {
 }
 
 func stateAttrs(st *State, attrs map[uint16][]byte) {
+	for _, a := range []uint16{attrAlgAuth, attrAlgCrypt, attrAlgComp, attrAlgAEAD, attrAlgAuthTrunc} {
+		if _, ok := attrs[a]; ok {
+			st.Keyed = true
+		}
+	}
 	if m, ok := attrs[attrMark]; ok && len(m) >= 8 {
 		st.Mark = Mark{Value: ne.Uint32(m[0:4]), Mask: ne.Uint32(m[4:8])}
 	}

@@ -28,9 +28,12 @@ func usersaInfo() *nl.XfrmUsersaInfo {
 	return &sa
 }
 
+// markAttr is XFRMA_MARK, and XFRMA_ALG_AEAD (an SA with keys).
 func markAttr() []byte {
 	m := nl.XfrmMark{Value: 0x42, Mask: 0xffffffff}
-	return attr(attrMark, m.Serialize())
+	aead := nl.XfrmAlgoAEAD{AlgKeyLen: 160, AlgICVLen: 128, AlgKey: make([]byte, 20)}
+	copy(aead.AlgName[:], "rfc4106(gcm(aes))")
+	return append(attr(attrMark, m.Serialize()), attr(attrAlgAEAD, aead.Serialize())...)
 }
 
 func checkState(t *testing.T, what string, st *State) {
@@ -38,7 +41,7 @@ func checkState(t *testing.T, what string, st *State) {
 	want := State{
 		Sel: Selector{Src: mustPrefix("10.99.0.1/32"), Dst: mustPrefix("10.99.0.2/32")},
 		Src: mustAddr("10.99.0.1"), Dst: mustAddr("10.99.0.2"), SPI: 0xc0ffee01, Proto: ProtoESP, Mode: Transport, Reqid: 3,
-		Mark: Mark{0x42, 0xffffffff},
+		Mark: Mark{0x42, 0xffffffff}, Keyed: true,
 	}
 	if st == nil || *st != want {
 		t.Errorf("%s: %+v, want %+v", what, st, want)
@@ -58,6 +61,10 @@ func TestDecodeSA(t *testing.T) {
 			t.Fatalf("0x%x: %v %v %v", c.typ, ev.Kind, ok, err)
 		}
 		checkState(t, c.kind.String(), ev.State)
+		// A larval state (ALLOCSPI) has no algorithms.
+		if ev, _, _ := Decode(c.typ, sa.Serialize()); ev.State.Keyed {
+			t.Error("a state without algorithms is Keyed")
+		}
 		if got := ev.State.String(); got != "esp spi 0xc0ffee01 10.99.0.1 -> 10.99.0.2 transport reqid 3" {
 			t.Errorf("String %q", got)
 		}
@@ -73,7 +80,7 @@ func TestDecodeSA(t *testing.T) {
 	checkState(t, "DELSA", ev.State)
 	// DELSA without XFRMA_SA: the id alone.
 	ev, _, _ = Decode(msgDelSA, id.Serialize())
-	if ev.State.SPI != 0xc0ffee01 || ev.State.Dst != mustAddr("10.99.0.2") || ev.State.Proto != 50 {
+	if ev.State.SPI != 0xc0ffee01 || ev.State.Dst != mustAddr("10.99.0.2") || ev.State.Proto != 50 || ev.State.Keyed {
 		t.Errorf("DELSA id only: %+v", ev.State)
 	}
 	// EXPIRE: xfrm_user_expire {state; hard}, padded to 8.

@@ -236,6 +236,10 @@ type State struct {
 	Reqid    uint32
 	Mark     Mark
 	IfID     uint32
+	// Keyed says the state has algorithms (and keys): it can protect
+	// packets. A larval state (an SPI allocated with XFRM_MSG_ALLOCSPI
+	// while an SA is negotiated, or an acquire's placeholder) has none.
+	Keyed bool
 }
 
 func (s *State) String() string {
