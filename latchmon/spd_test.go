@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,4 +241,39 @@ func TestParseKernelSPDMode(t *testing.T) {
 	if _, err := ParseKernelSPDMode("maybe"); err == nil || !strings.Contains(err.Error(), "auto, on or off") {
 		t.Errorf("bad mode: %v", err)
 	}
+}
+
+// resyncKernel wraps a KernelSource: while drop is set it loses the
+// notifications, and resync sends a Resync, as Watch does after ENOBUFS.
+type resyncKernel struct {
+	KernelSource
+	drop atomic.Bool
+	mu   sync.Mutex
+	out  chan xfrm.Event
+}
+
+func (k *resyncKernel) Watch(ctx context.Context) (<-chan xfrm.Event, error) {
+	in, err := k.KernelSource.Watch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan xfrm.Event, 64)
+	k.mu.Lock()
+	k.out = out
+	k.mu.Unlock()
+	go func() {
+		defer close(out)
+		for ev := range in {
+			if !k.drop.Load() {
+				out <- ev
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (k *resyncKernel) resync() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.out <- xfrm.Event{Kind: xfrm.Resync}
 }

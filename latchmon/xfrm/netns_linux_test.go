@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 func mustRun() bool {
@@ -58,7 +59,13 @@ func newNetns(tb testing.TB) netns.NsHandle {
 func ipIn(tb testing.TB, ns netns.NsHandle, args ...string) {
 	tb.Helper()
 	cmd := exec.Command("nsenter", append([]string{"--net=/proc/self/fd/3", "ip"}, args...)...)
-	f := os.NewFile(uintptr(ns), "netns")
+	// A duplicate: the *os.File closes its descriptor when collected.
+	fd, err := unix.Dup(int(ns))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "netns")
+	defer f.Close()
 	cmd.ExtraFiles = []*os.File{f}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
