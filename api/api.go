@@ -129,14 +129,28 @@ type Latch struct {
 	QoPIndeterminate bool       `json:"qop_indeterminate,omitempty"`
 	// SAs are charon's uniqueids of the child SAs bound to the latch;
 	// Conflicts those of covering child SAs that differ.
-	SAs          []uint64  `json:"sas,omitempty"`
-	Conflicts    []uint64  `json:"conflicts,omitempty"`
-	Lost         bool      `json:"lost,omitempty"`
-	PolicyBroken bool      `json:"policy_broken,omitempty"`
-	Reset        bool      `json:"reset,omitempty"`
-	Created      time.Time `json:"created"`
-	Changed      time.Time `json:"changed"`
-	Reason       string    `json:"reason"`
+	SAs       []uint64 `json:"sas,omitempty"`
+	Conflicts []uint64 `json:"conflicts,omitempty"`
+	// KernelSAs are the kernel SAs that protect the flow (charon's
+	// kernel-netlink): the SPIs of the bound child SAs found in the
+	// kernel's SAD. Empty under kernel-libipsec.
+	KernelSAs    []KernelSA `json:"kernel_sas,omitempty"`
+	Lost         bool       `json:"lost,omitempty"`
+	PolicyBroken bool       `json:"policy_broken,omitempty"`
+	Reset        bool       `json:"reset,omitempty"`
+	Created      time.Time  `json:"created"`
+	Changed      time.Time  `json:"changed"`
+	Reason       string     `json:"reason"`
+}
+
+// KernelSA is one of charon's child SAs in the kernel's SAD.
+type KernelSA struct {
+	Child    uint64 `json:"child"` // charon's uniqueid
+	ReqID    uint32 `json:"reqid"`
+	SPIIn    string `json:"spi_in"`  // hex, as charon prints it
+	SPIOut   string `json:"spi_out"` // hex
+	Protocol string `json:"protocol"`
+	Mode     string `json:"mode"`
 }
 
 // Peer is the latched peer of a latch.

@@ -280,6 +280,12 @@ func (d *daemon) apiLatch(li latch.LatchInfo, withKey bool) api.Latch {
 	if li.Tuple.Remote.IsValid() {
 		l.Remote = li.Tuple.Remote.String()
 	}
+	if d.mon != nil {
+		for _, k := range d.mon.KernelSAs(li) {
+			l.KernelSAs = append(l.KernelSAs, api.KernelSA{Child: k.Child, ReqID: k.ReqID,
+				SPIIn: fmt.Sprintf("%08x", k.SPIIn), SPIOut: fmt.Sprintf("%08x", k.SPIOut), Protocol: k.Protocol, Mode: k.Mode})
+		}
+	}
 	switch li.Peer.Kind {
 	case latch.KeyPeer:
 		l.Peer.Kind = "key"
