@@ -87,6 +87,69 @@
 // on INITIAL_CONTACT), reported as "dpd: ...". The two cannot be told apart
 // further from the event.
 //
+// # Kernel SPD and SAD
+//
+// RFC 5660 2.3 REQUIRES the key manager to break the latches that an SPD
+// change would bypass or whose protection it would change, and 2.2 and 2.3
+// any SA that conflicts with a latch; 1 describes latching as "a monitor of
+// SPD and SAD changes". charon's events only show charon's own SAs, so on
+// hosts where the kernel carries the SAs (charon's kernel-netlink) the
+// monitor also watches the kernel's SPD and SAD (package xfrm: XFRM netlink
+// groups SA, POLICY and EXPIRE; a new listing after lost notifications or a
+// flush) and keeps a view of both (spd.go).
+//
+// What is charon's: charon's child SAs, from its events and from list-sas,
+// give their reqids and SPIs (spi-in, spi-out). kernel-netlink installs
+// every policy of a child SA with the child's reqid in its templates, and
+// its SAs with the child's SPIs. So a policy is charon's when one of its
+// templates carries a reqid of charon's, an SA when its SPI is one of
+// charon's; reqids and SPIs stay charon's for two minutes after charon last
+// listed them, for the kernel objects of a deleted child SA to go. Everything
+// else is outside charon:
+//
+//   - a policy (directions in and out, applying to unmarked packets, not
+//     bound to an XFRM interface) that is not charon's: bypass (allow
+//     without templates), block, or protect with templates of another reqid
+//     (another peer, SPI or mode), unless charon's policies override it
+//     (same direction, a lower priority value: Linux XFRM takes the lowest;
+//     a tie, decided by insertion order, is taken as not overridden). A
+//     policy that charon's override for part of its selector is judged for
+//     each latched flow: it interferes with those that none of charon's
+//     stronger policies match;
+//   - a keyed ESP or AH SA (larval states, SPIs allocated for a
+//     negotiation, have no keys) whose SPI is not charon's: it may carry
+//     the flows between its selector's (or, without one, its) addresses,
+//     either way.
+//
+// Such an object is stepped into the machine as a child SA of its own
+// marked latch.Child.Interference: it conflicts with (breaks) every latch
+// whose flow it covers, with a reason such as "conflicting SPD: bypass
+// policy 10.99.0.1/32 -> 10.99.0.2/32 dir out priority 100 added outside
+// charon: not the key manager's", runs the latch's disposition, and makes
+// a latch born over it BROKEN (or CreateConnection fail with ErrConflict);
+// no latch is ever made from it. Its removal (or charon's policy coming to
+// override it) removes the synthetic SA, and a notify latch mends (2.2).
+// Their IDs (latch.LatchInfo.Conflicts) are above 2^40.
+//
+// charon installs a new child SA's SAs and policies in the kernel before it
+// announces the SA: an object outside charon waits KernelGrace (500 ms) and
+// a list-sas taken after that before it breaks anything, and an event of
+// charon's that makes objects its own removes their synthetic SAs before
+// the event is stepped. A break therefore comes about half a second after
+// the change: the monitor is no synchronous part of the kernel's
+// processing (the draft's "prior to accepting" cannot be had from outside
+// the kernel). charon's own shunt policies (list-pols: pass and drop) carry
+// no reqid and are judged like any other: a pass policy over a latched flow
+// does bypass its protection.
+//
+// KernelSPD selects it: auto (the default) watches when an XFRM socket
+// opens (it needs CAP_NET_ADMIN) and judges once one of charon's SPIs is
+// in the kernel's SAD (kernel-netlink); under kernel-libipsec charon's SAs
+// live in userspace, the kernel's policies do not decide their packets'
+// protection, and nothing is judged. on judges from the start; off does
+// not watch. Latch inquiry reports the kernel SAs (KernelSAs: SPIs in and
+// out of the latch's child SAs found in the SAD) that protect the flow.
+//
 // # Restarts
 //
 // The LD is saved to StatePath after changes (Persist, at most every
