@@ -1,7 +1,8 @@
 # An SPD bypass breaks the latch: with the latched flow of 50-latch-flow
 # between a and b, a's administrator adds a kernel policy that lets the
 # flow's outbound traffic leave in the clear, above charon's IPsec policy
-# (ip xfrm policy ... dir out action allow priority 1). The flow is no
+# (ip xfrm policy add ... proto 6 sport 5001 dport <client port> dir out
+# action allow priority 1). The flow is no
 # longer protected by its latched SA whatever charon says, so btnsd,
 # watching the kernel's SPD, breaks the latch and (on_break = reset) the
 # server's connection is aborted.
@@ -19,12 +20,16 @@ id=$(jq -r .id <<<"$LATCH_A")
 
 watch_start a
 t0=$(date +%s.%N)
-ip -n a xfrm policy add src "$ia/32" dst "$ib/32" dir out action allow priority 1
+# The flow's own selector: charon's policy covers every protocol between
+# the two addresses, and the kernel refuses a second policy with its
+# selector. "proto 6": the image has no /etc/protocols.
+ip -n a xfrm policy add src "$ia/32" dst "$ib/32" proto 6 sport 5001 dport "$CPORT" dir out action allow priority 1
 log "a's SPD now: $(ip -n a xfrm policy | grep -A1 "^src $ia/32 dst $ib/32" | paste -sd' ')"
 
 alert=$(wait_alert a 10 "a's latch $id BROKEN after the bypass policy" ".latch == $id and .to == \"BROKEN\"")
 log "alert: $alert"
-jq -e '.from == "ESTABLISHED"' <<<"$alert" >/dev/null || fail "a's latch $id went BROKEN from $(jq -r .from <<<"$alert"), want ESTABLISHED"
+jq -e '.from == "ESTABLISHED" and (.reason | test("bypass policy"))' <<<"$alert" >/dev/null ||
+	fail "a's latch $id went BROKEN with $(jq -c '{from, reason}' <<<"$alert"), want from ESTABLISHED for the bypass policy"
 tb=$(epoch "$(jq -r .at <<<"$alert")")
 
 app_wait a server 5 "error: read $ib:$CPORT"
