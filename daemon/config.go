@@ -40,6 +40,10 @@ type Config struct {
 	// APIGroup is the group (name or numeric id) whose members may call
 	// the API's state-changing endpoints besides root; empty for root only.
 	APIGroup string
+	// KernelSPD says whether the latch monitor watches the kernel's SPD and
+	// SAD (where charon uses kernel-netlink): "auto" (default), "on" or
+	// "off". See package latchmon, "Kernel SPD and SAD".
+	KernelSPD string
 	// Debounce is the quiet time after a change of the policy directory or
 	// key store before it is applied. Default 20 ms.
 	Debounce time.Duration

@@ -30,6 +30,11 @@ var ErrUnsafeForeign = errors.New("a connection btnsd does not own would accept 
 // error that made it stop.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
+	// Bad settings are refused before anything is created.
+	kspd, err := latchmon.ParseKernelSPDMode(cfg.KernelSPD)
+	if err != nil {
+		return err
+	}
 	signer, pub, err := fingerprints.LoadOrCreateHostKey(cfg.HostKey)
 	if err != nil {
 		return fmt.Errorf("host key %s: %w", cfg.HostKey, err)
@@ -48,6 +53,7 @@ func Run(ctx context.Context, cfg Config) error {
 		StatePath: filepath.Join(cfg.StateDir, "latches.json"),
 		Logf:      prefixed(cfg.Logf, "latch: "),
 		SAs:       client,
+		KernelSPD: kspd,
 	})
 	if err != nil {
 		return err

@@ -66,6 +66,7 @@ Exit codes: 0 stopped by a signal, 1 error, 3 unsafe foreign connection.`,
 	f.StringVar(&cfg.StateDir, "state-dir", daemon.DefaultStateDir, "directory of the state that survives restarts (latch database)")
 	f.StringVar(&cfg.APIGroup, "api-group", "", "group whose members may change state through the API, besides root")
 	f.BoolVar(&cfg.AllowUnsafeForeign, "allow-unsafe-foreign", false, "run even when a connection btnsd does not own would accept every key btnsd trusts")
+	f.StringVar(&cfg.KernelSPD, "kernel-spd", "auto", "watch the kernel's SPD and SAD for changes made outside charon that break latches: auto (once charon's SAs are seen in the kernel, i.e. kernel-netlink), on or off")
 	f.DurationVar(&cfg.Debounce, "debounce", 0, "quiet time after a policy or key change before it is applied (default 20ms)")
 	return cmd
 }
