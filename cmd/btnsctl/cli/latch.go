@@ -174,6 +174,9 @@ func printLatch(w io.Writer, l *api.Latch) {
 		fmt.Fprintf(w, ", conflicting %v", l.Conflicts)
 	}
 	fmt.Fprintln(w)
+	for _, k := range l.KernelSAs {
+		fmt.Fprintf(w, "kernel SA:   child %d reqid %d, %s %s, SPIs in %s out %s\n", k.Child, k.ReqID, k.Protocol, k.Mode, k.SPIIn, k.SPIOut)
+	}
 	fmt.Fprintf(w, "since:       %s (created %s)\n", l.Changed.Format(time.RFC3339), l.Created.Format(time.RFC3339))
 	fmt.Fprintf(w, "reason:      %s\n", l.Reason)
 	if l.Peer.PublicKey != "" {
