@@ -17,7 +17,9 @@ import (
 // inside lab hosts, so that they can see what an application sees when its
 // latch breaks: BTNSD_TEST_APP=server ADDR accepts connections and echoes
 // lines; BTNSD_TEST_APP=client ADDR connects and sends a line every 100 ms;
-// BTNSD_TEST_APP=relay ADDR relays each connection to BTNSD_TEST_TARGET.
+// BTNSD_TEST_APP=relay ADDR relays each connection to BTNSD_TEST_TARGET;
+// udpserver and udpclient do the same as server and client over UDP (the
+// client's socket is connected: a 5-tuple flow).
 // Each prints what happens, one event a line; the client and relay exit 1
 // on a socket error, the server reports it and goes on.
 func runTestApp() {
@@ -81,6 +83,39 @@ func runTestApp() {
 			fmt.Printf("relaying %s -> %s\n", c.RemoteAddr(), up.RemoteAddr())
 			go io.Copy(up, c)
 			go io.Copy(c, up)
+		}
+	case "udpserver":
+		// Echoes datagrams; an unconnected socket, as UDP servers are.
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			fail("listen", err)
+		}
+		fmt.Printf("listening %s\n", pc.LocalAddr())
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				fail("read", err)
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	case "udpclient":
+		// A connected UDP socket: a 5-tuple flow.
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			fail("dial", err)
+		}
+		fmt.Printf("connected %s %s\n", c.LocalAddr(), c.RemoteAddr())
+		buf := make([]byte, 1500)
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(c, "ping %d\n", i); err != nil {
+				fail("write", err)
+			}
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := c.Read(buf); err != nil && !os.IsTimeout(err) {
+				fail("read", err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	case "client":
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -404,4 +405,67 @@ func TestLatchBrokenByCharonRestart(t *testing.T) {
 	a := alerts.wait(t, 10*time.Second, func(a api.Alert) bool { return a.Latch == uint64(latched.ID) && a.To == "BROKEN" })
 	t.Logf("after charon's restart: %s", a.Reason)
 	s.server.waitLine(2*time.Second, "error")
+}
+
+// TestLatchIPv6AndUDPAdminClose: flows over an IPv6 BTNS SA are latched
+// too, TCP and UDP (RFC 5660 2: connection latching applies to any
+// flow); an administrative close (RFC 5660 2.3, btnsctl latch close)
+// resets the TCP flow and aborts the connected UDP socket, IPv6 included.
+func TestLatchIPv6AndUDPAdminClose(t *testing.T) {
+	l := lab.Start(t, lab.Options{Hosts: []string{"a", "b"}})
+	a0, b0 := l.Host("a"), l.Host("b")
+	a6, b6 := a0.Addr6.String(), b0.Addr6.String()
+	a := startNode(t, a0, map[string]string{"lan.conf": latchPolicy(l, b6, "", "reset")})
+	b := startNode(t, b0, map[string]string{"lan.conf": latchPolicy(l, a6, "", "reset")})
+	a.trust(b)
+	b.trust(a)
+	b.waitConnLoaded(btnsauth.ConnName("lan", a.hostFP()))
+	a.waitConnLoaded(btnsauth.ConnName("lan", b.hostFP()))
+	if err := b.initiate("lan", a); err != nil {
+		t.Fatalf("b -> a over IPv6: %v", err)
+	}
+	if sa := b.established(); len(sa) != 1 || sa[0].RemoteHost != a0.Addr6 {
+		t.Fatalf("b's SAs: %+v, want one with a's IPv6 address", sa)
+	}
+
+	tcpServer := startApp(t, a0, "server", "["+a6+"]:"+appPort)
+	tcpServer.waitLine(5*time.Second, "listening")
+	udpServer := startApp(t, a0, "udpserver", "["+a6+"]:5002")
+	udpServer.waitLine(5*time.Second, "listening")
+	tcpClient := startApp(t, b0, "client", "["+a6+"]:"+appPort)
+	tcpClient.waitLine(5*time.Second, "connected")
+	udpClient := startApp(t, b0, "udpclient", "["+a6+"]:5002")
+	udpClient.waitLine(5*time.Second, "connected")
+
+	remote := func(proto string) func(api.Latch) bool {
+		return func(l api.Latch) bool {
+			return l.State == "ESTABLISHED" && l.Proto == proto && strings.HasPrefix(l.Remote, "["+a6+"]:")
+		}
+	}
+	tcpLatch, _ := b.waitLatch(3*time.Second, "b's IPv6 TCP latch", remote("tcp"))
+	udpLatch, _ := b.waitLatch(3*time.Second, "b's IPv6 UDP latch", remote("udp"))
+	if tcpLatch.Peer.Fingerprint != a.status().HostKey.Fingerprint || udpLatch.Peer.Fingerprint != a.status().HostKey.Fingerprint {
+		t.Errorf("IPv6 latches' peers: tcp %s udp %s, want a's key", tcpLatch.Peer.Fingerprint, udpLatch.Peer.Fingerprint)
+	}
+	if _, err := a.api.FindLatch(context.Background(), "udp", "["+a6+"]:5002", ""); err != nil {
+		t.Errorf("a's UDP server has no LISTENER latch: %v", err)
+	}
+
+	for _, c := range []struct {
+		latch api.Latch
+		app   *app
+	}{{tcpLatch, tcpClient}, {udpLatch, udpClient}} {
+		out := b.mustCtl("latch", "close", fmt.Sprint(c.latch.ID), "--reason", "test: administrative close")
+		if !strings.Contains(out, "closed") {
+			t.Errorf("btnsctl latch close: %q", out)
+		}
+		// SOCK_DESTROY aborts a TCP socket (ECONNABORTED); a connected UDP
+		// socket gets ECONNABORTED on a pending read and is disconnected,
+		// so the next send fails with EDESTADDRREQ: either way the
+		// application learns that its flow is gone.
+		line := c.app.waitLine(3*time.Second, "error")
+		if !strings.Contains(line, "connection abort") && !(c.latch.Proto == "udp" && strings.Contains(line, "destination address required")) {
+			t.Errorf("%s client after the administrative close: %q, want the socket aborted", c.latch.Proto, line)
+		}
+	}
 }
