@@ -189,7 +189,9 @@ func (h *Handle) dump(ctx context.Context, req, answer uint16, fn func([]byte) e
 	_ = s.SetSendTimeout(&tv)
 	r := nl.NewNetlinkRequest(int(req), unix.NLM_F_DUMP)
 	r.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_XFRM: {Socket: s}}
-	r.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC)) // as vishvananda/netlink's XfrmPolicyList
+	// No payload: the kernel parses a GETSA dump request's payload as
+	// attributes, and the 16-byte ifinfomsg vishvananda/netlink sends
+	// there only earns a "bytes leftover" warning in the kernel log.
 	var perr error
 	err = r.ExecuteIter(unix.NETLINK_XFRM, answer, func(b []byte) bool {
 		perr = fn(b)
