@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -48,7 +49,7 @@ func overLimits(sas []vici.IKESA, want map[string]desiredConn) []excess {
 	var out []excess
 	for _, p := range policies {
 		g := byPolicy[p]
-		slices.SortFunc(g.sas, func(a, b vici.IKESA) int { return compareUint(a.UniqueID, b.UniqueID) })
+		slices.SortFunc(g.sas, func(a, b vici.IKESA) int { return cmp.Compare(a.UniqueID, b.UniqueID) })
 		over := map[uint64]bool{}
 		if g.lim.maxPerAddr > 0 {
 			perAddr := map[netip.Addr]int{}
@@ -73,14 +74,4 @@ func overLimits(sas []vici.IKESA, want map[string]desiredConn) []excess {
 		}
 	}
 	return out
-}
-
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

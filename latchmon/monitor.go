@@ -1,6 +1,7 @@
 package latchmon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -298,9 +299,9 @@ func (m *Monitor) SetConns(conns []ConnInfo) {
 		}
 		slices.SortFunc(keys, func(a, b polKey) int {
 			if a.conn != b.conn {
-				return cmpString(a.conn, b.conn)
+				return cmp.Compare(a.conn, b.conn)
 			}
-			return cmpString(a.child, b.child)
+			return cmp.Compare(a.child, b.child)
 		})
 		for _, k := range keys {
 			p, ok := want[k]
@@ -319,16 +320,6 @@ func (m *Monitor) SetConns(conns []ConnInfo) {
 		m.connsKnown = true
 	})
 	m.signal()
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // CreateConnection is RFC 5660 2.3 CREATE_CONNECTION_LATCH for the flow t.

@@ -1,6 +1,7 @@
 package latchmon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -680,18 +681,8 @@ func (m *Monitor) kernelSnapshotLocked() ([]latch.IKE, []latch.Child) {
 			children = append(children, kernelChild(id, f.desc, f.tss[i]))
 		}
 	}
-	slices.SortFunc(children, func(a, b latch.Child) int { return cmpUint(a.ID, b.ID) })
+	slices.SortFunc(children, func(a, b latch.Child) int { return cmp.Compare(a.ID, b.ID) })
 	return []latch.IKE{kernelIKE()}, children
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // KernelSAs returns the kernel SAs that protect the latch li's flow: those
