@@ -302,7 +302,7 @@ func (d *daemon) checkConns(ctx context.Context) {
 		// If charon restarted, the event stream will say so soon; until
 		// then the host key and secret must come back with the
 		// connections (loading them again is harmless).
-		d.pad.keyLoaded, d.pad.secretOn = false, false
+		d.pad.forgetCreds()
 		d.apply(ctx)
 	}
 }

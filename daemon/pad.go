@@ -85,6 +85,12 @@ func (p *pad) desire(set *configs.Set, keys []fingerprints.Entry) []error {
 // forget makes the next sync send everything again: charon restarted.
 func (p *pad) forget() {
 	p.applied = map[string]string{}
+	p.forgetCreds()
+}
+
+// forgetCreds makes the next sync load the host key and the anonymous PSK
+// again (charon replaces them: loading them twice is harmless).
+func (p *pad) forgetCreds() {
 	p.keyLoaded = false
 	p.secretOn = false
 }
