@@ -11,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/btnsd/btnsd/latchmon/internal/nlwatch"
 )
 
 // requestTimeout bounds the wait for the kernel's answer to one request
@@ -76,14 +78,8 @@ func Destroy(s Socket) error { return current.Destroy(s) }
 func Watch(ctx context.Context) (<-chan Event, error) { return current.Watch(ctx) }
 
 // open returns a netlink socket of the sock_diag family in h's namespace.
-func (h *Handle) open(groups ...uint) (*nl.NetlinkSocket, error) {
-	var s *nl.NetlinkSocket
-	var err error
-	if h.ns.IsOpen() {
-		s, err = nl.SubscribeAt(h.ns, netns.None(), unix.NETLINK_SOCK_DIAG, groups...)
-	} else {
-		s, err = nl.Subscribe(unix.NETLINK_SOCK_DIAG, groups...)
-	}
+func (h *Handle) open(bufSize int, groups ...uint) (*nl.NetlinkSocket, error) {
+	s, err := nlwatch.Subscribe(h.ns, unix.NETLINK_SOCK_DIAG, bufSize, groups...)
 	if err != nil {
 		return nil, fmt.Errorf("sockets: open sock_diag netlink socket: %w", err)
 	}
@@ -108,7 +104,7 @@ var dumpOrder = [...]struct{ family, proto uint8 }{
 //
 // Cancelling ctx aborts the dump; its deadline, if any, bounds it.
 func (h *Handle) Dump(ctx context.Context) ([]Socket, error) {
-	s, err := h.open()
+	s, err := h.open(0)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +172,7 @@ func (h *Handle) Destroy(so Socket) error {
 	if err != nil {
 		return err
 	}
-	s, err := h.open()
+	s, err := h.open(0)
 	if err != nil {
 		return err
 	}
@@ -252,72 +248,23 @@ func isGone(err error) bool {
 // if the socket fails for another reason (the consumer resynchronises and
 // watches again).
 func (h *Handle) Watch(ctx context.Context) (<-chan Event, error) {
-	s, err := h.open(grpInetTCPDestroy, grpInetUDPDestroy, grpInet6TCPDestroy, grpInet6UDPDestroy)
+	s, err := h.open(h.watchBuf, grpInetTCPDestroy, grpInetUDPDestroy, grpInet6TCPDestroy, grpInet6UDPDestroy)
 	if err != nil {
 		return nil, err
 	}
-	if h.watchBuf > 0 {
-		// FORCE needs CAP_NET_ADMIN; without it, take what
-		// net.core.rmem_max allows.
-		if s.SetReceiveBufferSize(h.watchBuf, true) != nil {
-			_ = s.SetReceiveBufferSize(h.watchBuf, false)
+	decode := func(m syscall.NetlinkMessage, groups uint32) (Event, bool) {
+		if m.Header.Type != msgSockDiagByFamily {
+			return Event{}, false
 		}
+		so, err := parseDiagMsg(m.Data, groupProto(groups))
+		if err != nil {
+			// A close we cannot name: the consumer re-dumps.
+			return Event{Kind: Overflow}, true
+		}
+		so.Listening = !so.Remote.IsValid()
+		return Event{Kind: Closed, Socket: so}, true
 	}
-	ch := make(chan Event, 64)
-	stop := context.AfterFunc(ctx, s.Close)
-	go func() {
-		defer close(ch)
-		defer stop()
-		defer s.Close()
-		send := func(ev Event) bool {
-			select {
-			case ch <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
-		for {
-			msgs, from, err := s.Receive()
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, unix.ENOBUFS) {
-				if !send(Event{Kind: Overflow}) {
-					return
-				}
-				continue
-			}
-			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-				continue
-			}
-			if err != nil {
-				// Unexpected: the consumer cannot trust what it knows.
-				send(Event{Kind: Overflow})
-				return
-			}
-			if from.Pid != 0 {
-				continue // not from the kernel
-			}
-			for _, m := range msgs {
-				if m.Header.Type != msgSockDiagByFamily {
-					continue
-				}
-				ev := Event{Kind: Closed}
-				ev.Socket, err = parseDiagMsg(m.Data, groupProto(from.Groups))
-				if err != nil {
-					// A close we cannot name: the consumer re-dumps.
-					ev = Event{Kind: Overflow}
-				} else {
-					ev.Socket.Listening = !ev.Socket.Remote.IsValid()
-				}
-				if !send(ev) {
-					return
-				}
-			}
-		}
-	}()
-	return ch, nil
+	return nlwatch.Watch(ctx, s, decode, func() Event { return Event{Kind: Overflow} }), nil
 }
 
 // setTimeout gives s a receive timeout: the time left before ctx's

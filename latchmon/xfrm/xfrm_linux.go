@@ -10,6 +10,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/btnsd/btnsd/latchmon/internal/nlwatch"
 )
 
 // watchBufSize is the receive buffer asked for Watch's socket (with
@@ -63,14 +65,8 @@ func Policies(ctx context.Context) ([]Policy, error) { return current.Policies(c
 // States lists the SAD of the namespace of the calling thread.
 func States(ctx context.Context) ([]State, error) { return current.States(ctx) }
 
-func (h *Handle) open(groups ...uint) (*nl.NetlinkSocket, error) {
-	var s *nl.NetlinkSocket
-	var err error
-	if h.ns.IsOpen() {
-		s, err = nl.SubscribeAt(h.ns, netns.None(), unix.NETLINK_XFRM, groups...)
-	} else {
-		s, err = nl.Subscribe(unix.NETLINK_XFRM, groups...)
-	}
+func (h *Handle) open(bufSize int, groups ...uint) (*nl.NetlinkSocket, error) {
+	s, err := nlwatch.Subscribe(h.ns, unix.NETLINK_XFRM, bufSize, groups...)
 	if err != nil {
 		return nil, fmt.Errorf("xfrm: open netlink socket: %w", err)
 	}
@@ -88,62 +84,18 @@ func (h *Handle) open(groups ...uint) (*nl.NetlinkSocket, error) {
 // Resync and goes on. On any other socket error it sends Resync and closes
 // the channel; the channel is closed when ctx ends.
 func (h *Handle) Watch(ctx context.Context) (<-chan Event, error) {
-	s, err := h.open(grpSA, grpPolicy, grpExpire)
+	s, err := h.open(h.watchBuf, grpSA, grpPolicy, grpExpire)
 	if err != nil {
 		return nil, err
 	}
-	if h.watchBuf > 0 {
-		if s.SetReceiveBufferSize(h.watchBuf, true) != nil {
-			_ = s.SetReceiveBufferSize(h.watchBuf, false)
+	decode := func(m syscall.NetlinkMessage, _ uint32) (Event, bool) {
+		ev, ok, err := Decode(m.Header.Type, m.Data)
+		if err != nil {
+			return Event{Kind: Resync}, true // a change we cannot name
 		}
+		return ev, ok
 	}
-	ch := make(chan Event, 64)
-	stop := context.AfterFunc(ctx, s.Close)
-	go func() {
-		defer close(ch)
-		defer stop()
-		defer s.Close()
-		send := func(ev Event) bool {
-			select {
-			case ch <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
-		for {
-			msgs, from, err := s.Receive()
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, unix.ENOBUFS) {
-				if !send(Event{Kind: Resync}) {
-					return
-				}
-				continue
-			}
-			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-				continue
-			}
-			if err != nil {
-				send(Event{Kind: Resync})
-				return
-			}
-			if from.Pid != 0 {
-				continue // not from the kernel
-			}
-			for _, m := range msgs {
-				ev, ok, err := Decode(m.Header.Type, m.Data)
-				if err != nil {
-					ev, ok = Event{Kind: Resync}, true // a change we cannot name
-				}
-				if ok && !send(ev) {
-					return
-				}
-			}
-		}
-	}()
-	return ch, nil
+	return nlwatch.Watch(ctx, s, decode, func() Event { return Event{Kind: Resync} }), nil
 }
 
 // Policies lists every policy of h's SPD (ip xfrm policy), main and sub.
@@ -173,7 +125,7 @@ func (h *Handle) States(ctx context.Context) ([]State, error) {
 }
 
 func (h *Handle) dump(ctx context.Context, req, answer uint16, fn func([]byte) error) error {
-	s, err := h.open()
+	s, err := h.open(0)
 	if err != nil {
 		return err
 	}
