@@ -485,27 +485,29 @@ func setTimeout(m *Msg, d time.Duration) {
 	}
 }
 
-// controlLog collects control-log lines into *log.
-func controlLog(log *[]string) func(*Msg) error {
-	return func(m *Msg) error {
+// logged runs a command that streams control-log (initiate, terminate)
+// and, when charon refuses it, gives the *CommandError the log lines.
+// timeout is charon's own wait; the call's deadline gets 2 s more.
+func (c *Client) logged(ctx context.Context, cmd string, in *Msg, timeout time.Duration) error {
+	var log []string
+	err := c.stream(ctx, cmd, "control-log", in, timeout+2*time.Second, func(m *Msg) error {
 		if s := m.String("msg"); s != "" {
-			*log = append(*log, s)
+			log = append(log, s)
 		}
 		return nil
+	})
+	var ce *CommandError
+	if errors.As(err, &ce) {
+		ce.Log = log
 	}
+	return err
 }
 
 // Initiate brings up a CHILD_SA (and its IKE_SA if needed). On failure the
 // *CommandError carries charon's control-log lines. Equivalent to:
 // swanctl --initiate --child <Child>.
 func (c *Client) Initiate(ctx context.Context, o InitiateOpts) error {
-	var log []string
-	err := c.stream(ctx, "initiate", "control-log", o.Msg(), o.Timeout+2*time.Second, controlLog(&log))
-	var ce *CommandError
-	if errors.As(err, &ce) {
-		ce.Log = log
-	}
-	return err
+	return c.logged(ctx, "initiate", o.Msg(), o.Timeout)
 }
 
 // TerminateOpts selects the SAs Terminate takes down: by name or id, a
@@ -546,13 +548,7 @@ func (o TerminateOpts) Msg() *Msg {
 // found" (a *CommandError) when nothing matches. Equivalent to: swanctl
 // --terminate.
 func (c *Client) Terminate(ctx context.Context, o TerminateOpts) error {
-	var log []string
-	err := c.stream(ctx, "terminate", "control-log", o.Msg(), o.Timeout+2*time.Second, controlLog(&log))
-	var ce *CommandError
-	if errors.As(err, &ce) {
-		ce.Log = log
-	}
-	return err
+	return c.logged(ctx, "terminate", o.Msg(), o.Timeout)
 }
 
 // RekeyOpts selects the SAs Rekey rekeys, as in TerminateOpts.
