@@ -15,11 +15,6 @@ import (
 	"github.com/btnsd/btnsd/latchmon/internal/nlwatch"
 )
 
-// requestTimeout bounds the wait for the kernel's answer to one request
-// when the context has no earlier deadline. The kernel answers at once;
-// this only guards against a lost reply.
-const requestTimeout = 30 * time.Second
-
 // watchBufSize is the receive buffer asked for the notification socket:
 // room for tens of thousands of notifications before the kernel drops
 // them (with CAP_NET_ADMIN; otherwise net.core.rmem_max caps it).
@@ -41,27 +36,16 @@ type Handle struct {
 // operation needs. Another namespace needs CAP_SYS_ADMIN, to enter it for
 // the moment of opening each netlink socket.
 func NewHandle(ns netns.NsHandle) (*Handle, error) {
-	h := &Handle{ns: netns.None(), watchBuf: watchBufSize}
-	if ns.IsOpen() {
-		fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("sockets: duplicate netns handle: %w", err)
-		}
-		h.ns = netns.NsHandle(fd)
+	dup, err := nlwatch.DupNS(ns)
+	if err != nil {
+		return nil, fmt.Errorf("sockets: duplicate netns handle: %w", err)
 	}
-	return h, nil
+	return &Handle{ns: dup, watchBuf: watchBufSize}, nil
 }
 
 // Close releases the Handle's namespace handle. Watch channels opened
 // before stay open until their contexts end.
-func (h *Handle) Close() error {
-	if h.ns.IsOpen() {
-		err := h.ns.Close()
-		h.ns = netns.None()
-		return err
-	}
-	return nil
-}
+func (h *Handle) Close() error { return nlwatch.CloseNS(&h.ns) }
 
 var current = &Handle{ns: netns.None(), watchBuf: watchBufSize}
 
@@ -111,7 +95,7 @@ func (h *Handle) Dump(ctx context.Context) ([]Socket, error) {
 	defer s.Close()
 	stop := context.AfterFunc(ctx, s.Close)
 	defer stop()
-	setTimeout(ctx, s)
+	nlwatch.SetTimeout(ctx, s)
 
 	sh := map[int]*nl.SocketHandle{unix.NETLINK_SOCK_DIAG: {Socket: s}}
 	var out []Socket
@@ -177,7 +161,7 @@ func (h *Handle) Destroy(so Socket) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.SetReceiveTimeout(&unix.Timeval{Sec: int64(requestTimeout / time.Second)}); err != nil {
+	if err := s.SetReceiveTimeout(&unix.Timeval{Sec: int64(nlwatch.RequestTimeout / time.Second)}); err != nil {
 		return err
 	}
 	sh := map[int]*nl.SocketHandle{unix.NETLINK_SOCK_DIAG: {Socket: s}}
@@ -265,18 +249,6 @@ func (h *Handle) Watch(ctx context.Context) (<-chan Event, error) {
 		return Event{Kind: Closed, Socket: so}, true
 	}
 	return nlwatch.Watch(ctx, s, decode, func() Event { return Event{Kind: Overflow} }), nil
-}
-
-// setTimeout gives s a receive timeout: the time left before ctx's
-// deadline, or requestTimeout.
-func setTimeout(ctx context.Context, s *nl.NetlinkSocket) {
-	d := requestTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		d = max(time.Until(dl), time.Millisecond)
-	}
-	tv := unix.NsecToTimeval(d.Nanoseconds())
-	_ = s.SetReceiveTimeout(&tv)
-	_ = s.SetSendTimeout(&tv)
 }
 
 // timeoutErr names the EAGAIN that the nl package returns on a receive

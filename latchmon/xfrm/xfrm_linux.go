@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
-	"time"
 
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -17,9 +16,6 @@ import (
 // watchBufSize is the receive buffer asked for Watch's socket (with
 // CAP_NET_ADMIN; otherwise net.core.rmem_max caps it).
 const watchBufSize = 4 << 20
-
-// requestTimeout bounds the wait for one dump when ctx has no deadline.
-const requestTimeout = 30 * time.Second
 
 // Handle reaches the XFRM databases of one network namespace. Its methods
 // are safe for concurrent use; each opens its own netlink socket.
@@ -33,26 +29,15 @@ type Handle struct {
 // namespace of the calling thread at each call. Another namespace needs
 // CAP_SYS_ADMIN.
 func NewHandle(ns netns.NsHandle) (*Handle, error) {
-	h := &Handle{ns: netns.None(), watchBuf: watchBufSize}
-	if ns.IsOpen() {
-		fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("xfrm: duplicate netns handle: %w", err)
-		}
-		h.ns = netns.NsHandle(fd)
+	dup, err := nlwatch.DupNS(ns)
+	if err != nil {
+		return nil, fmt.Errorf("xfrm: duplicate netns handle: %w", err)
 	}
-	return h, nil
+	return &Handle{ns: dup, watchBuf: watchBufSize}, nil
 }
 
 // Close releases the Handle's namespace handle.
-func (h *Handle) Close() error {
-	if h.ns.IsOpen() {
-		err := h.ns.Close()
-		h.ns = netns.None()
-		return err
-	}
-	return nil
-}
+func (h *Handle) Close() error { return nlwatch.CloseNS(&h.ns) }
 
 var current = &Handle{ns: netns.None(), watchBuf: watchBufSize}
 
@@ -132,13 +117,7 @@ func (h *Handle) dump(ctx context.Context, req, answer uint16, fn func([]byte) e
 	defer s.Close()
 	stop := context.AfterFunc(ctx, s.Close)
 	defer stop()
-	d := requestTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		d = max(time.Until(dl), time.Millisecond)
-	}
-	tv := unix.NsecToTimeval(d.Nanoseconds())
-	_ = s.SetReceiveTimeout(&tv)
-	_ = s.SetSendTimeout(&tv)
+	nlwatch.SetTimeout(ctx, s)
 	r := nl.NewNetlinkRequest(int(req), unix.NLM_F_DUMP)
 	r.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_XFRM: {Socket: s}}
 	// No payload: the kernel parses a GETSA dump request's payload as

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -92,4 +93,44 @@ func Watch[E any](ctx context.Context, s *nl.NetlinkSocket, decode func(m syscal
 		}
 	}()
 	return ch
+}
+
+// DupNS returns a duplicate of the namespace handle ns that the caller of
+// a Handle constructor may close, or netns.None() for netns.None().
+func DupNS(ns netns.NsHandle) (netns.NsHandle, error) {
+	if !ns.IsOpen() {
+		return netns.None(), nil
+	}
+	fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return netns.None(), err
+	}
+	return netns.NsHandle(fd), nil
+}
+
+// CloseNS closes *ns, if open, and sets it to netns.None().
+func CloseNS(ns *netns.NsHandle) error {
+	if !ns.IsOpen() {
+		return nil
+	}
+	err := ns.Close()
+	*ns = netns.None()
+	return err
+}
+
+// RequestTimeout bounds one request-and-answer exchange when its context
+// has no deadline; the kernel answers at once, this only guards against a
+// lost reply.
+const RequestTimeout = 30 * time.Second
+
+// SetTimeout gives s send and receive timeouts: the time left before ctx's
+// deadline, or RequestTimeout.
+func SetTimeout(ctx context.Context, s *nl.NetlinkSocket) {
+	d := RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = max(time.Until(dl), time.Millisecond)
+	}
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	_ = s.SetReceiveTimeout(&tv)
+	_ = s.SetSendTimeout(&tv)
 }
