@@ -522,21 +522,26 @@ type TerminateOpts struct {
 	Timeout time.Duration
 }
 
+// setSelector sets the SA selection that terminate and rekey share.
+func setSelector(m *Msg, ike, child string, ikeID, childID uint64) {
+	if child != "" {
+		m.Set("child", child)
+	}
+	if ike != "" {
+		m.Set("ike", ike)
+	}
+	if childID != 0 {
+		m.Set("child-id", strconv.FormatUint(childID, 10))
+	}
+	if ikeID != 0 {
+		m.Set("ike-id", strconv.FormatUint(ikeID, 10))
+	}
+}
+
 // Msg returns the terminate request.
 func (o TerminateOpts) Msg() *Msg {
 	m := NewMsg()
-	if o.Child != "" {
-		m.Set("child", o.Child)
-	}
-	if o.IKE != "" {
-		m.Set("ike", o.IKE)
-	}
-	if o.ChildID != 0 {
-		m.Set("child-id", strconv.FormatUint(o.ChildID, 10))
-	}
-	if o.IKEID != 0 {
-		m.Set("ike-id", strconv.FormatUint(o.IKEID, 10))
-	}
+	setSelector(m, o.IKE, o.Child, o.IKEID, o.ChildID)
 	if o.Force {
 		m.Set("force", "yes")
 	}
@@ -562,18 +567,7 @@ type RekeyOpts struct {
 // Msg returns the rekey request.
 func (o RekeyOpts) Msg() *Msg {
 	m := NewMsg()
-	if o.Child != "" {
-		m.Set("child", o.Child)
-	}
-	if o.IKE != "" {
-		m.Set("ike", o.IKE)
-	}
-	if o.ChildID != 0 {
-		m.Set("child-id", strconv.FormatUint(o.ChildID, 10))
-	}
-	if o.IKEID != 0 {
-		m.Set("ike-id", strconv.FormatUint(o.IKEID, 10))
-	}
+	setSelector(m, o.IKE, o.Child, o.IKEID, o.ChildID)
 	if o.Reauth {
 		m.Set("reauth", "yes")
 	}
