@@ -2,45 +2,14 @@ package fingerprints
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"os"
 	"testing"
+
+	"github.com/btnsd/btnsd/fingerprints/internal/testkeys"
 )
 
 // genKey makes a private key of the given kind for tests.
-func genKey(t testing.TB, kind string) crypto.Signer {
-	t.Helper()
-	var (
-		k   crypto.Signer
-		err error
-	)
-	switch kind {
-	case "ed25519":
-		_, k, err = ed25519.GenerateKey(rand.Reader)
-	case "rsa1024":
-		k, err = rsa.GenerateKey(rand.Reader, 1024)
-	case "rsa2048":
-		k, err = rsa.GenerateKey(rand.Reader, 2048)
-	case "p224":
-		k, err = ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
-	case "p256":
-		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "p384":
-		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case "p521":
-		k, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	default:
-		t.Fatalf("genKey: unknown kind %q", kind)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+func genKey(t testing.TB, kind string) crypto.Signer { return testkeys.Signer(t, kind) }
 
 // mustKey wraps the public half of a test key.
 func mustKey(t testing.TB, k crypto.Signer) *PublicKey {

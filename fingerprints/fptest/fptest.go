@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/btnsd/btnsd/fingerprints"
+	"github.com/btnsd/btnsd/fingerprints/internal/testkeys"
 )
 
 // Key returns a new public key: Ed25519 for i%10 < 7, ECDSA P-256 for 7
@@ -87,35 +88,7 @@ func MakeStore(root string, n int) ([]fingerprints.Entry, error) {
 
 // Signer makes a private key: "ed25519", "rsa1024", "rsa2048", "p224",
 // "p256", "p384" or "p521".
-func Signer(tb testing.TB, kind string) crypto.Signer {
-	tb.Helper()
-	var (
-		k   crypto.Signer
-		err error
-	)
-	switch kind {
-	case "ed25519":
-		_, k, err = ed25519.GenerateKey(rand.Reader)
-	case "rsa1024":
-		k, err = rsa.GenerateKey(rand.Reader, 1024)
-	case "rsa2048":
-		k, err = rsa.GenerateKey(rand.Reader, 2048)
-	case "p224":
-		k, err = ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
-	case "p256":
-		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "p384":
-		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case "p521":
-		k, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	default:
-		tb.Fatalf("fptest.Signer: unknown kind %q", kind)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return k
-}
+func Signer(tb testing.TB, kind string) crypto.Signer { return testkeys.Signer(tb, kind) }
 
 // RequireTool returns the path of an external program a test checks
 // against. Without it the test is skipped, unless CI=true: CI installs
