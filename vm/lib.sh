@@ -466,6 +466,31 @@ wait_alert() {
 	alert_of "$h" "$cond"
 }
 
+# expect_break HOST ID REASON-REGEX WHAT: waits up to 10 s for the alert
+# of HOST's latch ID going from ESTABLISHED to BROKEN with a reason that
+# matches; sets ALERT (the alert's JSON) and TB (its time, Unix seconds).
+expect_break() {
+	local h=$1 id=$2 re=$3 what=$4
+	ALERT=$(wait_alert "$h" 10 "$h's latch $id BROKEN $what" ".latch == $id and .to == \"BROKEN\"")
+	log "alert: $ALERT"
+	jq -e --arg re "$re" '.from == "ESTABLISHED" and (.reason | test($re))' <<<"$ALERT" >/dev/null ||
+		fail "$h's latch $id went BROKEN with $(jq -c '{from, reason}' <<<"$ALERT"), want from ESTABLISHED with a reason matching '$re'"
+	TB=$(epoch "$(jq -r .at <<<"$ALERT")")
+}
+
+# expect_abort HOST PEER: waits up to 5 s for HOST's test server to see its
+# connection from PEER:$CPORT aborted (on_break = reset: ECONNABORTED); sets
+# TE to when it did (Unix seconds).
+expect_abort() {
+	local h=$1 peer=$2 err
+	# The abort shows on the server's read or, if it was echoing at that
+	# moment, on its write.
+	app_wait "$h" server 5 "error: [a-z]* $peer:$CPORT"
+	err=$(app_line "$h" server "error: [a-z]* $peer:$CPORT")
+	grep -q "connection abort" <<<"$err" || fail "$h's server saw '$err', want the connection aborted (ECONNABORTED)"
+	TE=$(sed 's/.* t=//' <<<"$err")
+}
+
 # epoch TIME: an RFC 3339 time (as btnsd's JSON has it) in Unix seconds
 # with nanoseconds.
 epoch() { date -d "$1" +%s.%N; }

@@ -34,17 +34,10 @@ sas=$(swan a --list-sas)
 grep -q "^btns\.lan\.$FC: #[0-9]*, ESTABLISHED" <<<"$sas" || fail "a has no IKE SA in btns.lan.$FC: $(echo "$sas" | grep ESTABLISHED | tr '\n' ' ')"
 grep -q "remote  *'$(keyid c)' @ $ib" <<<"$sas" || fail "a's IKE SA is not with c's keyid at $ib"
 
-alert=$(wait_alert a 10 "a's latch $id BROKEN" ".latch == $id and .to == \"BROKEN\"")
-log "alert: $alert"
-jq -e '.from == "ESTABLISHED" and (.reason | test("conflicting child SA"))' <<<"$alert" >/dev/null ||
-	fail "a's latch $id went BROKEN, but with $(jq -c '{from, reason}' <<<"$alert"), want from ESTABLISHED for a conflicting child SA"
-tb=$(epoch "$(jq -r .at <<<"$alert")")
-
+expect_break a "$id" "conflicting child SA" "after c's SA"
 # on_break = reset: the server's connection is aborted.
-app_wait a server 5 "error: read $ib:$CPORT"
-err=$(app_line a server "error: read $ib:$CPORT")
-grep -q "connection abort" <<<"$err" || fail "a's server saw '$err', want the connection aborted (ECONNABORTED)"
-te=$(sed 's/.* t=//' <<<"$err")
+expect_abort a "$ib"
+tb=$TB te=$TE
 
 # The latch is no longer ESTABLISHED (reset: BROKEN, then CLOSED and gone).
 if l=$(latch_of a ".id == $id"); then

@@ -22,14 +22,6 @@ ip -n a xfrm state add src "$ib" dst "$ia" proto esp spi 0xbad0bad0 reqid 77 mod
 	fail "the kernel refused the foreign SA"
 log "a's SAD now: $(ip -n a xfrm state | grep -c '^src') states, one with spi 0xbad0bad0"
 
-alert=$(wait_alert a 10 "a's latch $id BROKEN after the foreign SA" ".latch == $id and .to == \"BROKEN\"")
-log "alert: $alert"
-jq -e '.from == "ESTABLISHED" and (.reason | test("foreign SA"))' <<<"$alert" >/dev/null ||
-	fail "a's latch $id went BROKEN with $(jq -c '{from, reason}' <<<"$alert"), want from ESTABLISHED for the foreign SA"
-tb=$(epoch "$(jq -r .at <<<"$alert")")
-
-app_wait a server 5 "error: read $ib:$CPORT"
-err=$(app_line a server "error: read $ib:$CPORT")
-grep -q "connection abort" <<<"$err" || fail "a's server saw '$err', want the connection aborted (ECONNABORTED)"
-te=$(sed 's/.* t=//' <<<"$err")
-report "foreign SA to BROKEN $(ms_between "$t0" "$tb") ms ($(jq -r .reason <<<"$alert")), BROKEN to the server's abort $(ms_between "$tb" "$te") ms"
+expect_break a "$id" "foreign SA" "after the foreign SA"
+expect_abort a "$ib"
+report "foreign SA to BROKEN $(ms_between "$t0" "$TB") ms ($(jq -r .reason <<<"$ALERT")), BROKEN to the server's abort $(ms_between "$TB" "$TE") ms"
