@@ -74,17 +74,9 @@ type Conn struct {
 	Body *vici.Msg
 }
 
-// Secret is a shared secret to load with load-shared.
-type Secret struct {
-	ID     string
-	Type   string
-	Data   []byte
-	Owners []string
-}
-
 // AnonymousSecret is the shared secret anonymous connections need.
-func AnonymousSecret() Secret {
-	return Secret{ID: AnonymousSecretID, Type: "IKE", Data: []byte(AnonymousPSK), Owners: []string{AnonymousID}}
+func AnonymousSecret() vici.SharedSecret {
+	return vici.SharedSecret{ID: AnonymousSecretID, Type: "IKE", Data: []byte(AnonymousPSK), Owners: []string{AnonymousID}}
 }
 
 // ConnName is the charon name of the connection of policy for peer (a

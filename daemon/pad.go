@@ -152,8 +152,7 @@ func (p *pad) sync(ctx context.Context, ch charon) (syncResult, []error) {
 		anon = anon || c.Anonymous
 	}
 	if anon && !p.secretOn {
-		s := btnsauth.AnonymousSecret()
-		err := ch.LoadShared(ctx, vici.SharedSecret{ID: s.ID, Type: s.Type, Data: s.Data, Owners: s.Owners})
+		err := ch.LoadShared(ctx, btnsauth.AnonymousSecret())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("loading the anonymous PSK: %w", err))
 		} else {
