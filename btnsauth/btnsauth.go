@@ -224,9 +224,7 @@ func Accepted(sel configs.Peers, keys []fingerprints.Entry) []fingerprints.Entry
 		case configs.PeersScope:
 			ok = k.Accepts(sel.Scope)
 		case configs.PeersList:
-			ok = k.Trust == fingerprints.Trusted && slices.ContainsFunc(sel.Fingerprints, func(f configs.Fingerprint) bool {
-				return fingerprints.Fingerprint(f) == k.Key.Fingerprint
-			})
+			ok = k.Trust == fingerprints.Trusted && slices.Contains(sel.Fingerprints, k.Key.Fingerprint)
 		}
 		if ok {
 			out = append(out, k)

@@ -94,7 +94,7 @@ func TestExpand(t *testing.T) {
 		},
 		{
 			name: "explicit fingerprints ignore scope but not trust",
-			conn: conn(t, "r", `{}`, configs.Policy{Enabled: true, Peers: configs.Peers{Mode: configs.PeersList, Fingerprints: []configs.Fingerprint{configs.Fingerprint(c.Key.Fingerprint), configs.Fingerprint(d.Key.Fingerprint)}}}),
+			conn: conn(t, "r", `{}`, configs.Policy{Enabled: true, Peers: configs.Peers{Mode: configs.PeersList, Fingerprints: []fingerprints.Fingerprint{c.Key.Fingerprint, d.Key.Fingerprint}}}),
 			want: map[string]string{
 				name("r", c): `{"remote_addrs":["%any"],` + hostLocal + `,` + pinned(c, "fqdn:gw.example.org") + `}`,
 			},
@@ -108,14 +108,14 @@ func TestExpand(t *testing.T) {
 		},
 		{
 			name: "local = config keeps the policy's own local rounds (asymmetric mode)",
-			conn: conn(t, "asym", `{"local":{"auth":"psk","id":"@me"}}`, configs.Policy{Enabled: true, Peers: configs.Peers{Mode: configs.PeersList, Fingerprints: []configs.Fingerprint{configs.Fingerprint(b.Key.Fingerprint)}}, Local: configs.LocalConfig}),
+			conn: conn(t, "asym", `{"local":{"auth":"psk","id":"@me"}}`, configs.Policy{Enabled: true, Peers: configs.Peers{Mode: configs.PeersList, Fingerprints: []fingerprints.Fingerprint{b.Key.Fingerprint}}, Local: configs.LocalConfig}),
 			want: map[string]string{
 				name("asym", b): `{"local":{"auth":"psk","id":"@me"},"remote_addrs":["%any"],` + pinned(b, keyid(b)) + `}`,
 			},
 		},
 		{
 			name: "no accepted key and no anonymous: nothing to load",
-			conn: conn(t, "none", `{}`, configs.Policy{Enabled: true, Peers: configs.Peers{Mode: configs.PeersList, Fingerprints: []configs.Fingerprint{configs.Fingerprint(d.Key.Fingerprint)}}}),
+			conn: conn(t, "none", `{}`, configs.Policy{Enabled: true, Peers: configs.Peers{Mode: configs.PeersList, Fingerprints: []fingerprints.Fingerprint{d.Key.Fingerprint}}}),
 			want: map[string]string{},
 		},
 		{

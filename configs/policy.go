@@ -1,14 +1,12 @@
 package configs
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 
+	"github.com/btnsd/btnsd/fingerprints"
 	"github.com/btnsd/btnsd/vici"
 )
 
@@ -98,8 +96,8 @@ const (
 // Peers is the value of btns.peers.
 type Peers struct {
 	Mode         PeersMode
-	Fingerprints []Fingerprint // for PeersList, in the order given, no duplicates
-	Scope        string        // for PeersScope
+	Fingerprints []fingerprints.Fingerprint // for PeersList, in the order given, no duplicates
+	Scope        string                     // for PeersScope
 }
 
 // String returns the value in the syntax of the policy file.
@@ -119,60 +117,6 @@ func (p Peers) String() string {
 
 // MarshalText returns p.String().
 func (p Peers) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
-
-// Fingerprint is the SHA-256 of a public key's DER SubjectPublicKeyInfo.
-// This package checks fingerprints only for syntax; the key store decides
-// which keys exist and are trusted.
-type Fingerprint [32]byte
-
-// String returns the fingerprint as people see it: "SHA256:<base64>",
-// unpadded like OpenSSH.
-func (f Fingerprint) String() string {
-	return "SHA256:" + base64.RawStdEncoding.EncodeToString(f[:])
-}
-
-// Hex returns the 64 lowercase hex digits used for key file names.
-func (f Fingerprint) Hex() string { return hex.EncodeToString(f[:]) }
-
-// MarshalText returns f.String().
-func (f Fingerprint) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
-
-// ParseFingerprint accepts "SHA256:<base64>" (padded or not, standard or
-// URL-safe alphabet), 64 hex digits, or 32 colon-separated hex bytes.
-func ParseFingerprint(s string) (Fingerprint, error) {
-	var f Fingerprint
-	if len(s) > 7 && strings.EqualFold(s[:7], "sha256:") {
-		b64 := strings.TrimRight(s[7:], "=")
-		var b []byte
-		var err error
-		if strings.ContainsAny(b64, "-_") {
-			b, err = base64.RawURLEncoding.DecodeString(b64)
-		} else {
-			b, err = base64.RawStdEncoding.DecodeString(b64)
-		}
-		if err != nil || len(b) != len(f) {
-			return f, fmt.Errorf("%q is not a SHA-256 fingerprint: expected SHA256: and 43 base64 characters", s)
-		}
-		copy(f[:], b)
-		return f, nil
-	}
-	h := s
-	if strings.Contains(s, ":") {
-		parts := strings.Split(s, ":")
-		for _, p := range parts {
-			if len(p) != 2 {
-				return f, fmt.Errorf("%q is not a SHA-256 fingerprint: colon-separated hex needs 32 two-digit bytes", s)
-			}
-		}
-		h = strings.Join(parts, "")
-	}
-	b, err := hex.DecodeString(h)
-	if err != nil || len(b) != len(f) {
-		return f, fmt.Errorf("%q is not a SHA-256 fingerprint: expected SHA256:<base64> or 64 hex digits", s)
-	}
-	copy(f[:], b)
-	return f, nil
-}
 
 // parseBool accepts what strongSwan accepts (settings_value_as_bool and
 // charon's vici parse_bool), in any case.
@@ -430,13 +374,13 @@ func parsePeers(v string) (Peers, error) {
 		case l == "all" || l == "none" || strings.HasPrefix(l, "scope:"):
 			return Peers{Mode: PeersAll}, fmt.Errorf("%s cannot be combined with other values", tok)
 		}
-		f, err := ParseFingerprint(tok)
+		f, err := fingerprints.ParseFingerprint(tok)
 		if err != nil {
 			return Peers{Mode: PeersAll}, err
 		}
 		dup := false
 		for _, g := range p.Fingerprints {
-			if bytes.Equal(f[:], g[:]) {
+			if f == g {
 				dup = true
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/btnsd/btnsd/fingerprints"
 )
 
 const (
@@ -12,52 +14,13 @@ const (
 	fpHex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 )
 
-func mustFP(t *testing.T, s string) Fingerprint {
+func mustFP(t *testing.T, s string) fingerprints.Fingerprint {
 	t.Helper()
-	f, err := ParseFingerprint(s)
+	f, err := fingerprints.ParseFingerprint(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f
-}
-
-func TestParseFingerprint(t *testing.T) {
-	want := Fingerprint{0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
-		0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}
-	good := []string{
-		fpB64,
-		fpB64 + "=",
-		"sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
-		"SHA256:47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
-		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-		"E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
-		"e3:b0:c4:42:98:fc:1c:14:9a:fb:f4:c8:99:6f:b9:24:27:ae:41:e4:64:9b:93:4c:a4:95:99:1b:78:52:b8:55",
-	}
-	for _, s := range good {
-		f, err := ParseFingerprint(s)
-		if err != nil || f != want {
-			t.Errorf("ParseFingerprint(%q) = %v, %v", s, f, err)
-		}
-	}
-	if got := want.String(); got != fpB64 {
-		t.Errorf("String() = %q", got)
-	}
-	if got := want.Hex(); got != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
-		t.Errorf("Hex() = %q", got)
-	}
-	bad := []string{
-		"", "SHA256:", "SHA256:abc", "SHA1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
-		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8", // 31 bytes
-		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8555",
-		"g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-		"e3b:0c4:42:98:fc:1c:14:9a:fb:f4:c8:99:6f:b9:24:27:ae:41:e4:64:9b:93:4c:a4:95:99:1b:78:52:b8:55",
-		"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU!",
-	}
-	for _, s := range bad {
-		if _, err := ParseFingerprint(s); err == nil {
-			t.Errorf("ParseFingerprint(%q) accepted", s)
-		}
-	}
 }
 
 // loadOne loads a single policy file from a map of files.
@@ -111,7 +74,7 @@ func TestPolicy(t *testing.T) {
 }`,
 			want: map[string]Policy{"a": {
 				Enabled:       true,
-				Peers:         Peers{Mode: PeersList, Fingerprints: []Fingerprint{mustFP(t, fpB64), mustFP(t, fpHex)}},
+				Peers:         Peers{Mode: PeersList, Fingerprints: []fingerprints.Fingerprint{mustFP(t, fpB64), mustFP(t, fpHex)}},
 				Anonymous:     true,
 				MaxSAs:        100,
 				MaxSAsPerAddr: 3,
@@ -231,7 +194,7 @@ func TestPolicyErrors(t *testing.T) {
 				" g { btns {\n peers = \"\"\n } }\n" +
 				"}\n",
 			want: []string{
-				`p.conf:3:10: invalid value "SHA256:abc" for btns.peers in connection "a": "SHA256:abc" is not a SHA-256 fingerprint`,
+				`p.conf:3:10: invalid value "SHA256:abc" for btns.peers in connection "a": bad fingerprint: "SHA256:abc" is not SHA256: and 43 base64 characters`,
 				`p.conf:6:10: invalid value "all, 9f86`,
 				`p.conf:9:10: invalid value "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08,,SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU" for btns.peers in connection "c": empty element`,
 				`p.conf:12:10: invalid value "scope:" for btns.peers in connection "d": scope name "" must be`,

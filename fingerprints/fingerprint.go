@@ -57,7 +57,12 @@ func ParseFingerprint(s string) (Fingerprint, error) {
 	var f Fingerprint
 	s = strings.TrimSpace(s)
 	if b64, ok := cutPrefixFold(s, fingerprintPrefix); ok {
-		b, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(b64, "="))
+		b64 = strings.TrimRight(b64, "=")
+		enc := base64.RawStdEncoding
+		if strings.ContainsAny(b64, "-_") {
+			enc = base64.RawURLEncoding // as some tools print it
+		}
+		b, err := enc.DecodeString(b64)
 		if err != nil || len(b) != len(f) {
 			return f, fmt.Errorf("%w: %q is not SHA256: and 43 base64 characters", ErrBadFingerprint, s)
 		}

@@ -170,3 +170,47 @@ func FuzzParsePublicKey(f *testing.F) {
 		_, _, _ = k.IPSECKEYPublicKey()
 	})
 }
+
+// The forms a fingerprint is written in, in policy files (btns.peers) and
+// on the command line: SHA256:<base64> padded or not, in the standard or
+// URL-safe alphabet, in any letter case for the prefix; 64 hex digits in
+// either case; 32 colon-separated bytes.
+func TestParseFingerprintForms(t *testing.T) {
+	const fpB64 = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU" // SHA-256 of ""
+	want := Fingerprint{0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+		0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}
+	good := []string{
+		fpB64,
+		fpB64 + "=",
+		"sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+		"SHA256:47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		"E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+		"e3:b0:c4:42:98:fc:1c:14:9a:fb:f4:c8:99:6f:b9:24:27:ae:41:e4:64:9b:93:4c:a4:95:99:1b:78:52:b8:55",
+	}
+	for _, s := range good {
+		f, err := ParseFingerprint(s)
+		if err != nil || f != want {
+			t.Errorf("ParseFingerprint(%q) = %v, %v", s, f, err)
+		}
+	}
+	if got := want.String(); got != fpB64 {
+		t.Errorf("String() = %q", got)
+	}
+	if got := want.Hex(); got != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+		t.Errorf("Hex() = %q", got)
+	}
+	bad := []string{
+		"", "SHA256:", "SHA256:abc", "SHA1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8", // 31 bytes
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8555",
+		"g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		"e3b:0c4:42:98:fc:1c:14:9a:fb:f4:c8:99:6f:b9:24:27:ae:41:e4:64:9b:93:4c:a4:95:99:1b:78:52:b8:55",
+		"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU!",
+	}
+	for _, s := range bad {
+		if _, err := ParseFingerprint(s); err == nil {
+			t.Errorf("ParseFingerprint(%q) accepted", s)
+		}
+	}
+}
